@@ -1,0 +1,55 @@
+"""Packaging for anomaly_nb, driven by `settings.ini` (nbdev 2).
+
+nbdev's template imports `pkg_resources`, which current setuptools no longer ships, so the
+requirement strings are split here with plain string handling instead.
+"""
+from configparser import ConfigParser
+from pathlib import Path
+import setuptools
+
+config = ConfigParser(delimiters=["="])
+config.read(Path(__file__).parent / "settings.ini", encoding="utf-8")
+cfg = config["DEFAULT"]
+
+licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable",
+            "6 - Mature", "7 - Inactive"]
+py_versions = "3.10 3.11 3.12 3.13".split()
+
+def reqs(key):
+    "Requirement strings listed (space-separated) under `key` in settings.ini."
+    return cfg.get(key, "").split()
+
+lic = licenses[cfg["license"]]
+min_python = cfg["min_python"]
+long_description = (Path(__file__).parent / "README.md").read_text(encoding="utf-8")
+
+setuptools.setup(
+    name=cfg["lib_name"],
+    version=cfg["version"],
+    description=cfg["description"],
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    author=cfg["author"],
+    author_email=cfg["author_email"],
+    license=lic[0],
+    url=cfg["git_url"],
+    keywords=cfg["keywords"],
+    classifiers=[
+        "Development Status :: " + statuses[int(cfg["status"])],
+        "Intended Audience :: " + cfg["audience"].title(),
+        "License :: " + lic[1],
+        "Natural Language :: " + cfg["language"].title(),
+        *["Programming Language :: Python :: " + v for v in py_versions[py_versions.index(min_python):]],
+    ],
+    packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
+    include_package_data=True,
+    install_requires=reqs("requirements"),
+    extras_require={"dev": reqs("dev_requirements")},
+    python_requires=">=" + min_python,
+    entry_points={
+        "console_scripts": cfg.get("console_scripts", "").split(),
+        "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
+    },
+    zip_safe=False,
+)
