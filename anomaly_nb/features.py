@@ -149,6 +149,10 @@ class TimmFeatureExtractor(FeatureExtractor):
         if channels_last: self.body = self.body.to(memory_format=torch.channels_last)
         self.to(self.device)
 
+    def config(self)->dict:
+        "Plain values that rebuild this extractor with `get_extractor(**config)`."
+        return dict(backbone=self.model_name, layers=self.layers, weights=self.weights, pool=self.pool)
+
     def patch_features(self, x:torch.Tensor)->torch.Tensor:
         x = self.normalize(x)
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
@@ -192,6 +196,10 @@ class Dinov2FeatureExtractor(FeatureExtractor):
         self.model_name, self.weights, self.layers, self.pool = model_name, str(weights), layers, pool
         self.model, self.patch = model, model.config.patch_size
         self.to(self.device)
+
+    def config(self)->dict:
+        "Plain values that rebuild this extractor with `get_extractor(**config)`."
+        return dict(backbone=self.model_name, layers=self.layers, weights=self.weights, pool=self.pool)
 
     def _tokens(self, x:torch.Tensor)->tuple[torch.Tensor, int, int]:
         "Tokens (B, 1 + h*w, C) of the chosen layers for images resized to a multiple of the patch size."
