@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['parse_options', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_demo', 'make_parser', 'main']
+__all__ = ['parse_options', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_demo', 'cmd_fit', 'overlay', 'cmd_predict',
+           'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #c48e4b61
 def parse_options(items:list[str]|None, # strings 'key=value'
@@ -91,12 +92,97 @@ def cmd_demo(a:argparse.Namespace):
     return cmd_evaluate(a)
 
 # %% ../nbs/06_cli.ipynb #242fe093
+def cmd_fit(a:argparse.Namespace):
+    "Fit on good images and save the model folder."
+    from anomaly_nb.pipeline import build_model
+    from anomaly_nb.saving import save_model
+    model = build_model(**_build(a)).fit(a.data, holdout=a.holdout, fpr=a.fpr, seed=a.seed)
+    save_model(model, a.out)
+    info = model.threshold_info
+    msg = f"fitted on {model.n_train} images in {model.fit_s:.1f} s; model saved to {a.out}"
+    if info: msg += (f"\nthreshold {model.threshold:.4g}: {info['holdout_fpr']:.1%} of {info['n_holdout']} held-out good "
+                     f"images above it (target false-alarm rate {info['target_fpr']:.1%})")
+    print(msg)
+    return model
+
+# %% ../nbs/06_cli.ipynb #41e068c0
+def overlay(img:np.ndarray, # (H, W, 3) uint8 image
+            amap:np.ndarray, # (H, W) anomaly map of the same size
+            high:float, # score shown at full colour and opacity (the threshold)
+           )->np.ndarray: # (H, W, 3) uint8
+    "Blend an inferno-coloured map over an image, more opaque where the score is higher."
+    import cv2
+    v = np.clip(amap / max(high, 1e-12), 0, 1)
+    heat = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    alpha = (0.15 + 0.7 * v)[..., None]
+    return (img * (1 - alpha) + heat * alpha).astype(np.uint8)
+
+def _save_atomic(path:Path, write):
+    "Call `write(file_object)` on a temporary file, then rename it to `path`."
+    tmp = path.with_name(path.name + '.part')
+    with open(tmp, 'wb') as f: write(f)
+    tmp.replace(path)
+
+def _unique_stems(paths:list[Path])->list[str]:
+    "File stems, numbered where two images share one."
+    seen, out = {}, []
+    for p in paths:
+        n = seen[p.stem] = seen.get(p.stem, 0) + 1
+        out.append(p.stem if n == 1 else f'{p.stem}_{n}')
+    return out
+
+# %% ../nbs/06_cli.ipynb #c749aa66
+def cmd_predict(a:argparse.Namespace):
+    "Score images with a saved model; write maps, overlays and scores.csv."
+    import csv, io
+    from PIL import Image
+    from anomaly_nb.data import load_image, list_images
+    from anomaly_nb.maps import to_original
+    from anomaly_nb.saving import load_model
+    model = load_model(a.model, weights=a.weights, device=a.device, progress=not a.quiet)
+    paths = [f for p in a.images for f in (list_images(p) if Path(p).is_dir() else [Path(p)])]
+    pred = model.predict(paths)
+    (a.out/'maps').mkdir(parents=True, exist_ok=True); (a.out/'overlays').mkdir(exist_ok=True)
+    high = model.threshold if model.threshold is not None else float(pred.scores.max())
+    rows = []
+    for i, (p, stem) in enumerate(zip(paths, _unique_stems(paths))):
+        amap = to_original(pred.maps[i], pred.orig_sizes[i], pred.valid[i])
+        _save_atomic(a.out/'maps'/f'{stem}.npy', lambda f: np.save(f, amap, allow_pickle=False))
+        ov = Image.fromarray(overlay(np.asarray(load_image(p)), amap, high))
+        _save_atomic(a.out/'overlays'/f'{stem}.png', lambda f: ov.save(f, format='PNG'))
+        verdict = '' if model.threshold is None else ('defect' if pred.scores[i] > model.threshold else 'ok')
+        rows.append(dict(image=str(p), score=f'{pred.scores[i]:.6g}', verdict=verdict,
+                         map=f'maps/{stem}.npy', overlay=f'overlays/{stem}.png'))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+    _write(a.out/'scores.csv', buf.getvalue())
+    n_def = sum(r['verdict'] == 'defect' for r in rows)
+    print(f"scored {len(rows)} images" + ('' if model.threshold is None else f", {n_def} above the threshold {model.threshold:.4g}")
+          + f"; results in {a.out}")
+    return rows
+
+# %% ../nbs/06_cli.ipynb #1bb3e083
 def make_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='anomaly-nb', description='Optical anomaly detection with frozen pre-trained features.')
     sub = p.add_subparsers(dest='command', required=True)
     e = sub.add_parser('evaluate', help='fit and evaluate on an MVTec AD category or a folder of categories')
     e.add_argument('root', type=Path, help='MVTec AD category, or a folder of categories')
     _model_args(e); e.set_defaults(func=cmd_evaluate)
+    f = sub.add_parser('fit', help='fit on good images (MVTec AD category or plain folder) and save the model')
+    f.add_argument('data', type=Path, help='MVTec AD category, or a folder of good images')
+    _model_args(f)
+    f.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s; 0: no threshold)')
+    f.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
+    f.add_argument('--seed', type=int, default=0, help='seed of the held-out split (default: %(default)s)')
+    f.set_defaults(func=cmd_fit)
+    pr = sub.add_parser('predict', help='score images with a saved model; write maps, overlays and scores.csv')
+    pr.add_argument('model', type=Path, help='model folder written by fit')
+    pr.add_argument('images', nargs='+', help='image files or folders')
+    pr.add_argument('-o', '--out', type=Path, required=True, help='output folder')
+    pr.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
+    pr.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    pr.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+    pr.set_defaults(func=cmd_predict)
     d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate and print the metrics')
     _model_args(d); d.set_defaults(func=cmd_demo)
     return p
@@ -105,9 +191,12 @@ def main(argv:list[str]|None=None)->int:
     "Entry point of the `anomaly-nb` console script."
     from anomaly_nb.data import DataError
     from anomaly_nb.features import WeightsError
-    a = make_parser().parse_args(argv)
+    from anomaly_nb.saving import ModelFileError
+    p = make_parser()
+    a = p.parse_args(argv)
+    if a.command == 'fit' and a.out is None: p.error('fit needs -o/--out MODEL_DIR')
     try: a.func(a)
-    except (DataError, WeightsError, ValueError, FileNotFoundError) as e:
+    except (DataError, WeightsError, ModelFileError, ValueError, FileNotFoundError) as e:
         print(f"anomaly-nb {a.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -19,7 +19,8 @@ from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table
 
 # %% auto #0
-__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'build_model', 'evaluate']
+__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'build_model',
+           'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -69,7 +70,8 @@ class AnomalyModel:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize, self.pooled, self.sigma, self.topk = resize, pooled, sigma, topk
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
-        self.fit_s, self.grid = None, None
+        self.fit_s, self.grid, self.n_train = None, None, None
+        self.threshold, self.threshold_info = None, None
 
     def _loader(self, samples:list[Sample]):
         return make_loader(ImageDataset(samples, self.size, self.resize), self.batch_size, self.num_workers)
@@ -88,18 +90,49 @@ def _as_samples(images)->list[Sample]:
 
 def _fit(self:AnomalyModel,
          source, # MVTec AD category, folder of good images, or a list of image paths / samples
+         holdout:float=0.0, # fraction of the good images held out to set a threshold (0: none)
+         fpr:float=0.01, # false-alarm rate the threshold aims for on normal images
+         seed:int=0, # seed of the held-out split
         )->AnomalyModel:
-    "Extract features of the normal images in `source` and fit the detector on them."
+    "Extract features of the normal images in `source` and fit the detector on them (optionally setting a threshold)."
     t0 = time.perf_counter()
-    samples = _as_samples(source)
+    samples, held = split_holdout(_as_samples(source), holdout, seed)
     feats = self.extractor.extract(self._loader(samples), pooled=self.pooled, progress=self.progress)
     self.grid = None if self.pooled else tuple(feats.shape[2:])
     rows = to_rows(feats)
     del feats  # the grid copy is not needed once the rows exist: halves peak memory
     self.detector.fit(rows)
-    self.n_train, self.fit_s = len(samples), time.perf_counter() - t0
+    self.n_train = len(samples)
+    if held: self._set_threshold(self.predict(held).scores, fpr)
+    self.fit_s = time.perf_counter() - t0
     return self
+
+def _set_threshold(self:AnomalyModel, normal_scores:np.ndarray, fpr:float):
+    "Threshold at the `1 - fpr` quantile of held-out normal scores, with what it rests on."
+    self.threshold = quantile_threshold(normal_scores, fpr)
+    self.threshold_info = dict(method='normal_quantile', target_fpr=fpr, n_holdout=len(normal_scores),
+                               holdout_fpr=float((normal_scores > self.threshold).mean()),
+                               normal_score_median=float(np.median(normal_scores)))
+AnomalyModel._set_threshold = _set_threshold
 AnomalyModel.fit = _fit
+
+# %% ../nbs/05_pipeline.ipynb #2e0d0904
+def split_holdout(samples:list, # normal samples
+                  frac:float=0.1, # fraction to hold out
+                  seed:int=0, # seed of the split
+                 )->tuple[list, list]: # (to fit on, held out)
+    "A seeded random split of normal samples into fitting and held-out sets (at least one each)."
+    n_out = int(round(frac * len(samples)))
+    if frac <= 0: return list(samples), []
+    if not 1 <= n_out < len(samples): raise DataError(f"cannot hold out {frac:.0%} of {len(samples)} images: need at least 2 images")
+    out = set(np.random.default_rng(seed).choice(len(samples), n_out, replace=False).tolist())
+    return [s for i, s in enumerate(samples) if i not in out], [s for i, s in enumerate(samples) if i in out]
+
+def quantile_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
+                       fpr:float=0.01, # false-alarm rate to aim for
+                      )->float:
+    "The `1 - fpr` quantile of normal scores (the higher neighbour: never below the quantile)."
+    return float(np.quantile(np.asarray(normal_scores, np.float64), 1 - fpr, method='higher'))
 
 # %% ../nbs/05_pipeline.ipynb #a08a45df
 def _predict(self:AnomalyModel,

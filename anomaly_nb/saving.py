@@ -55,7 +55,7 @@ def model_meta(model:AnomalyModel, params:dict, arrays:dict, threshold:float|Non
 # %% ../nbs/08_saving.ipynb #e0312420
 def save_model(model:AnomalyModel, # a fitted model
                path:str|Path, # destination folder (created; replaced if it exists)
-               threshold:float|None=None, # image-score threshold to store with it
+               threshold:float|None=None, # image-score threshold to store; None: the model's own (from `fit(holdout=...)`)
               )->Path: # the folder
     "Save a fitted model as `model.json` + `arrays.safetensors`, atomically."
     from safetensors.numpy import save_file
@@ -69,7 +69,9 @@ def save_model(model:AnomalyModel, # a fitted model
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent))
     try:
         save_file(arrays, str(tmp/ARRAYS_FILE))
-        (tmp/META_FILE).write_text(json.dumps(model_meta(model, params, arrays, threshold), indent=1))
+        meta = model_meta(model, params, arrays, model.threshold if threshold is None else threshold)
+        meta['threshold_info'] = model.threshold_info if threshold is None else dict(method='given')
+        (tmp/META_FILE).write_text(json.dumps(meta, indent=1))
         os.chmod(tmp, 0o755)
         old = path.with_name(f'.{path.name}.old') if path.exists() else None
         if old: path.rename(old)
@@ -142,7 +144,7 @@ def load_model(path:str|Path, # folder written by `save_model`
     model = AnomalyModel(ex, det, size=tuple(p['size']), resize=p['resize'], pooled=p['pooled'], sigma=p['sigma'],
                          topk=p['topk'], progress=progress)
     model.grid, model.n_train = (tuple(p['grid']) if p['grid'] else None), p['n_train']
-    model.threshold, model.meta = meta.get('threshold'), meta
+    model.threshold, model.threshold_info, model.meta = meta.get('threshold'), meta.get('threshold_info'), meta
     if det.d_ != _feature_dim(ex, model):
         raise ModelFileError(f"{path}: the detector expects {det.d_} feature values but the backbone gives "
                              f"{_feature_dim(ex, model)}; the saved model and the backbone do not belong together")
