@@ -14,7 +14,7 @@ from sklearn.metrics import auc, roc_auc_score
 
 # %% auto #0
 __all__ = ['image_auroc', 'sample_scores', 'auroc_edges', 'PixelHistogram', 'pixel_auroc', 'pro_thresholds', 'ProHistogram',
-           'pro_score', 'metrics_table']
+           'pro_score', 'metrics_table', 'at_threshold', 'best_f1_threshold']
 
 # %% ../nbs/04_metrics.ipynb #590dd595
 def _as_images(x, # list of 2-D arrays, or a 3-D array (n_images, H, W)
@@ -309,3 +309,30 @@ def metrics_table(labels, # image labels, 0 normal / 1 defect
     mean[['n_images', 'n_defect']] = np.nan  # counts have no meaningful mean
     df.loc['mean'] = mean
     return df.astype(dict(n_images='Int64', n_defect='Int64'))
+
+# %% ../nbs/04_metrics.ipynb #61797f7a
+def at_threshold(labels, # image labels, 0 normal / 1 defect
+                 scores, # image anomaly scores
+                 threshold:float, # scores above it are called defective
+                )->dict: # precision, recall, f1, false_alarm_rate
+    "Precision, recall, F1 and false-alarm rate of calling `scores > threshold` defective."
+    from sklearn.metrics import precision_recall_fscore_support
+    y, s = np.asarray(labels).astype(int), np.asarray(scores, np.float64)
+    pred = (s > threshold).astype(int)
+    p, r, f, _ = precision_recall_fscore_support(y, pred, average='binary', zero_division=0.0)
+    fa = float(pred[y == 0].mean()) if (y == 0).any() else float('nan')
+    return dict(precision=float(p), recall=float(r), f1=float(f), false_alarm_rate=fa)
+
+def best_f1_threshold(labels, # image labels, 0 normal / 1 defect
+                      scores, # image anomaly scores
+                     )->tuple[float, float]: # (threshold, F1 there)
+    "The threshold (scores above it are defects) with the highest F1 on these images."
+    from sklearn.metrics import precision_recall_curve
+    y, s = np.asarray(labels).astype(int), np.asarray(scores, np.float64)
+    if not (y == 1).any(): raise ValueError("no defect images: an F1-optimal threshold needs some")
+    p, r, t = precision_recall_curve(y, s)
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)[:-1]
+    i = int(np.argmax(f1))
+    # precision_recall_curve counts scores >= t[i]; the largest score below t[i] gives the same split with '>'
+    below = s[s < t[i]]
+    return (float(below.max()) if len(below) else float(np.nextafter(t[i], -np.inf))), float(f1[i])

@@ -16,11 +16,11 @@ from .data import Sample, ImageDataset, make_loader, mvtec_samples, training_sam
 from .features import FeatureExtractor, get_extractor
 from .detectors import Detector, get_detector
 from .maps import anomaly_maps, image_scores
-from .metrics import metrics_table
+from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
-__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'build_model',
-           'evaluate']
+__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'threshold_columns',
+           'build_model', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -156,6 +156,27 @@ def _predict(self:AnomalyModel,
 AnomalyModel.predict = _predict
 
 # %% ../nbs/05_pipeline.ipynb #029093f7
+def threshold_columns(table, # from `metrics_table`: rows per class, 'all', 'mean'
+                      labels:np.ndarray, scores:np.ndarray, classes:list[str],
+                      threshold:float|None=None, # the model's threshold, if any
+                     ):
+    "Add precision/recall/F1 at `threshold` and the best-F1 threshold to each row of a metrics table."
+    cls = np.asarray(classes)
+    per_class = [n for n in table.index if n not in ('all', 'mean')]
+    for name in per_class + ['all']:
+        sel = np.ones(len(cls), bool) if name == 'all' else (cls == 'good') | (cls == name)
+        if threshold is not None:
+            table.loc[name, 'threshold'] = threshold
+            for k, v in at_threshold(labels[sel], scores[sel], threshold).items(): table.loc[name, k] = v
+        if labels[sel].any() and not labels[sel].all():
+            t, f = best_f1_threshold(labels[sel], scores[sel])
+            table.loc[name, 'best_f1'], table.loc[name, 'best_f1_threshold'] = f, t
+    if 'mean' in table.index and per_class:
+        cols = [c for c in ('precision', 'recall', 'f1', 'false_alarm_rate', 'best_f1') if c in table.columns]
+        table.loc['mean', cols] = table.loc[per_class, cols].mean()
+    return table
+
+# %% ../nbs/05_pipeline.ipynb #ada9de13
 def _evaluate(self:AnomalyModel,
               category, # an MVTec AD category folder (its `test/` split is scored)
              )->tuple:
@@ -169,6 +190,7 @@ def _evaluate(self:AnomalyModel,
         maps = list(pred.maps) if keep else [m[v].reshape(1, -1) for m, v in zip(pred.maps, pred.valid)]
         masks = list(pred.masks) if keep else [m[v].reshape(1, -1) for m, v in zip(pred.masks, pred.valid)]
     table = metrics_table(pred.labels, pred.scores, masks, maps, pred.classes)
+    threshold_columns(table, pred.labels, pred.scores, pred.classes, self.threshold)
     table['fit_s'] = self.fit_s
     table['score_s_per_image'] = pred.seconds / len(test)
     table['peak_rss_mb'] = peak_rss_mb()
