@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['CHUNK', 'DETECTORS', 'check_features', 'Detector', 'whitening', 'mahalanobis', 'n_leading', 'orth_complement',
            'GaussianDetector', 'random_subsample', 'greedy_coreset', 'flat_index', 'knn_distance', 'KNNDetector',
-           'seeded', 'PyODDetector', 'lunar', 'pyod_class', 'get_detector', 'detector_from_state']
+           'seeded', 'PyODDetector', 'lunar', 'ledoit_wolf_batch', 'whitening_batch', 'PositionalGaussianDetector',
+           'pyod_class', 'get_detector', 'detector_from_state']
 
 # %% ../nbs/02_detectors.ipynb #1070e725
 CHUNK = 65_536  # rows per chunk when scoring: bounds temporaries to CHUNK x d values
@@ -315,7 +316,86 @@ def lunar(max_samples:int|None=20_000, # fit on at most this many rows
     return PyODDetector(LUNAR(**{'random_state': seed, **kwargs}), max_samples=max_samples, seed=seed)
 
 # %% ../nbs/02_detectors.ipynb #50c2e489
-DETECTORS = dict(gaussian=GaussianDetector, knn=KNNDetector, lunar=lunar)
+def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
+                     )->tuple[torch.Tensor, torch.Tensor]: # mean (P, d), shrunk covariance (P, d, d)
+    "Ledoit-Wolf mean and shrunk covariance for every position at once (scikit-learn's formula)."
+    P, n, d = X.shape
+    mean = X.mean(1)
+    Xc = X - mean[:, None]
+    S = Xc.transpose(1, 2) @ Xc / n                              # empirical covariances (P, d, d)
+    trace = (Xc ** 2).sum((1, 2)) / n                            # trace of each S
+    mu = trace / d
+    beta_ = ((Xc ** 2).sum(2) ** 2).sum(1)                       # sum_k ||x_k||^4
+    delta_ = (S ** 2).sum((1, 2))                                # ||X^T X||_F^2 / n^2
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2 * mu * trace + d * mu ** 2) / d
+    beta = torch.minimum(beta, delta)
+    shrink = torch.where(beta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(beta))
+    eye = torch.eye(d, dtype=X.dtype, device=X.device)
+    return mean, (1 - shrink)[:, None, None] * S + (shrink * mu)[:, None, None] * eye
+
+def whitening_batch(covs:torch.Tensor, # (P, d, d) covariances
+                    rel_floor:float=1e-6, abs_floor:float=1e-12)->torch.Tensor: # (P, d, d) whitening matrices
+    "`whitening` for a stack of covariances: eigenvalues floored, W = V / sqrt(lambda)."
+    lam, V = torch.linalg.eigh(covs)
+    floor = (rel_floor * lam.mean(1).clamp_min(0)).clamp_min(abs_floor)
+    return V / torch.maximum(lam, floor[:, None]).sqrt()[:, None, :]
+
+# %% ../nbs/02_detectors.ipynb #724362ef
+class PositionalGaussianDetector(Detector):
+    "PaDiM: a Ledoit-Wolf Gaussian per feature-grid position; score = Mahalanobis distance at that position."
+    per_position = True
+    def __init__(self,
+                 chunk:int=64, # images per chunk when fitting and scoring
+                ): store_attr()
+    __repr__ = basic_repr('chunk')
+
+    @staticmethod
+    def _check(X, d=None)->np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 3 or 0 in X.shape:
+            raise ValueError(f"PositionalGaussianDetector needs patch features shaped (images, positions, channels), got {X.shape}")
+        check_features(X.reshape(-1, X.shape[-1]), d)
+        return X
+
+    def fit(self, X:np.ndarray # (n_images, positions, channels) normal features
+           ):
+        X = self._check(X)
+        n, P, d = X.shape
+        means, Ws = [], []
+        for p0 in range(0, P, self.chunk):  # positions in blocks: bounded float64 temporaries
+            block = torch.from_numpy(np.ascontiguousarray(X[:, p0:p0 + self.chunk].transpose(1, 0, 2))).double()
+            m, C = ledoit_wolf_batch(block)
+            means.append(m.float()); Ws.append(whitening_batch(C).float())
+        self.mean_, self.W_ = torch.cat(means).numpy(), torch.cat(Ws).numpy()
+        self.d_, self.positions_ = d, P
+        return self
+
+    def score(self, X:np.ndarray # (n_images, positions, channels)
+             )->np.ndarray: # (n_images, positions) Mahalanobis distances
+        if not hasattr(self, 'W_'): raise RuntimeError("fit the detector before scoring")
+        X = self._check(X, self.d_)
+        if X.shape[1] != self.positions_:
+            raise ValueError(f"fitted on {self.positions_} grid positions, got {X.shape[1]}: use the input size the model was fitted with")
+        mean, W = torch.from_numpy(self.mean_), torch.from_numpy(self.W_)
+        out = []
+        for i in range(0, len(X), self.chunk):
+            Z = torch.einsum('bpc,pcd->bpd', torch.from_numpy(np.ascontiguousarray(X[i:i + self.chunk], np.float32)) - mean, W)
+            out.append(Z.square().sum(-1).sqrt())
+        return torch.cat(out).numpy()
+
+    def get_state(self):
+        return dict(name='padim', chunk=self.chunk, d=self.d_), dict(mean=self.mean_.copy(), W=self.W_.copy())
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        det = cls(chunk=params.get('chunk', 64))
+        det.mean_, det.W_ = np.asarray(arrays['mean'], np.float32), np.asarray(arrays['W'], np.float32)
+        det.d_, det.positions_ = int(params['d']), det.mean_.shape[0]
+        return det
+
+# %% ../nbs/02_detectors.ipynb #4d8b9564
+DETECTORS = dict(gaussian=GaussianDetector, knn=KNNDetector, lunar=lunar, padim=PositionalGaussianDetector)
 
 def pyod_class(name:str # 'pyod.<module>.<Class>' or 'pyod.models.<module>.<Class>'
               )->type: # the PyOD model class
@@ -340,11 +420,11 @@ def get_detector(name:str, # 'gaussian', 'knn', 'lunar' or 'pyod.<module>.<Class
     if 'random_state' in inspect.signature(cls).parameters: kwargs.setdefault('random_state', wrap.get('seed', 0))
     return PyODDetector(cls(**kwargs), **wrap)
 
-# %% ../nbs/02_detectors.ipynb #592acc4d
+# %% ../nbs/02_detectors.ipynb #a4499c6e
 def detector_from_state(params:dict, # from `get_state`; `params['name']` picks the class
                         arrays:dict # named arrays from `get_state`
                        )->Detector: # the rebuilt, fitted detector
-    "Rebuild a Gaussian or k-NN detector saved with `get_state`."
-    cls = {'gaussian': GaussianDetector, 'knn': KNNDetector}.get(params.get('name'))
+    "Rebuild a Gaussian, PaDiM or k-NN detector saved with `get_state`."
+    cls = {'gaussian': GaussianDetector, 'knn': KNNDetector, 'padim': PositionalGaussianDetector}.get(params.get('name'))
     if cls is None: raise ValueError(f"cannot rebuild a detector named {params.get('name')!r} from arrays")
     return cls.from_state(params, arrays)

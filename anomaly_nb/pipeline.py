@@ -76,10 +76,22 @@ class AnomalyModel:
     def _loader(self, samples:list[Sample]):
         return make_loader(ImageDataset(samples, self.size, self.resize), self.batch_size, self.num_workers)
 
+    @property
+    def per_position(self)->bool:
+        "Whether the detector models each grid position separately (and so needs the grid)."
+        return getattr(self.detector, 'per_position', False)
+
+    def _detector_input(self, feats:np.ndarray)->np.ndarray:
+        "Rows (N*h*w, C) for most detectors; (N, h*w, C) for per-position ones."
+        rows = to_rows(feats)
+        if not self.per_position: return rows
+        if self.pooled: raise ValueError(f"{type(self.detector).__name__} models grid positions: it needs patch features (pooled=False)")
+        return rows.reshape(feats.shape[0], -1, feats.shape[1])
+
     def _score(self, feats:torch.Tensor)->np.ndarray:
         "Detector scores for a batch of features: (B,) for image features, (B, h, w) for patch grids."
         f = feats.float().cpu().numpy()
-        s = np.asarray(self.detector.decision_function(to_rows(f)), dtype=np.float32)
+        s = np.asarray(self.detector.decision_function(self._detector_input(f)), dtype=np.float32)
         return s if self.pooled else s.reshape(f.shape[0], *f.shape[2:])
 
 # %% ../nbs/05_pipeline.ipynb #19057866
@@ -99,7 +111,7 @@ def _fit(self:AnomalyModel,
     samples, held = split_holdout(_as_samples(source), holdout, seed)
     feats = self.extractor.extract(self._loader(samples), pooled=self.pooled, progress=self.progress)
     self.grid = None if self.pooled else tuple(feats.shape[2:])
-    rows = to_rows(feats)
+    rows = self._detector_input(feats)
     del feats  # the grid copy is not needed once the rows exist: halves peak memory
     self.detector.fit(rows)
     self.n_train = len(samples)

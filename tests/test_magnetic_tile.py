@@ -15,6 +15,7 @@ DETECTORS = {
     "knn": dict(detector="knn"),
     "gaussian": dict(detector="gaussian"),
     "lunar": dict(detector="lunar"),
+    "padim": dict(detector="padim"),
 }
 
 
