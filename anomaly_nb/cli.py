@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['parse_options', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_demo', 'cmd_fit', 'overlay', 'cmd_predict',
-           'make_parser', 'main']
+__all__ = ['parse_options', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report', 'cmd_demo', 'cmd_fit', 'overlay',
+           'cmd_predict', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #c48e4b61
 def parse_options(items:list[str]|None, # strings 'key=value'
@@ -31,7 +31,7 @@ def _model_args(p:argparse.ArgumentParser):
     p.add_argument('--backbone', default='tf_efficientnet_lite0', help='timm model name or DINOv2 hub id (default: %(default)s)')
     p.add_argument('--layers', nargs='+', default=None, help='feature nodes (timm) or hidden-state indices (DINOv2); default: strides 8 and 16')
     p.add_argument('--weights', default='pretrained', help="'pretrained' (hub download), 'random', or a local weights file/folder")
-    p.add_argument('--detector', default='knn', help="knn, gaussian, lunar, or a PyOD model 'pyod.<module>.<Class>' (default: %(default)s)")
+    p.add_argument('--detector', default='padim', help="padim, knn, gaussian, lunar, or a PyOD model 'pyod.<module>.<Class>' (default: %(default)s)")
     p.add_argument('--option', action='append', metavar='KEY=VALUE', help='detector option, repeatable (e.g. k=3)')
     p.add_argument('--size', type=int, default=256, help='input size in pixels (default: %(default)s)')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
@@ -77,19 +77,40 @@ def save_table(table, # long metrics table from `pipeline.evaluate`
 def cmd_evaluate(a:argparse.Namespace):
     "Fit on each category's train/good, evaluate its test split, print and save the table."
     from anomaly_nb.pipeline import evaluate
-    table = evaluate(a.root, **_build(a))
+    table = evaluate(a.root, holdout=a.holdout, fpr=a.fpr, **_build(a))
     print(table.round(3).to_string(index=False))
     if a.out: save_table(table, a.out)
     return table
 
+def _evaluate_one(model, category:Path, out:Path|None, title:str):
+    "Evaluate a fitted model on one category; print the table; write table and report to `out`."
+    from anomaly_nb.report import write_report
+    table, pred = model.evaluate(category)
+    long = table.reset_index(names='subset').assign(category=category.name)
+    long = long[['category'] + [c for c in long.columns if c != 'category']]
+    print(long.round(3).to_string(index=False))
+    if out:
+        save_table(long, out)
+        write_report(pred, out/'report.html', table=table, threshold=model.threshold, title=title)
+    return long
+
+def cmd_report(a:argparse.Namespace):
+    "Evaluate a saved model on a category and write the HTML report with the metrics."
+    from anomaly_nb.saving import load_model
+    model = load_model(a.model, weights=a.weights, device=a.device, progress=not a.quiet)
+    return _evaluate_one(model, Path(a.category), a.out, f'anomaly_nb report: {Path(a.category).name}')
+
 def cmd_demo(a:argparse.Namespace):
-    "Make a sample category, then evaluate on it."
+    "Make a sample category, fit with a threshold from held-out good images, evaluate, write the report."
     from anomaly_nb.data import make_synthetic_category
+    from anomaly_nb.pipeline import build_model
     out = a.out or Path('anomaly_nb_demo')
-    a.root = make_synthetic_category(out/'data'/'synthetic', seed=0)
-    if not a.quiet: print(f"sample data written to {a.root}", file=sys.stderr)
-    a.out = out
-    return cmd_evaluate(a)
+    cat = make_synthetic_category(out/'data'/'synthetic', seed=0)
+    if not a.quiet: print(f"sample data written to {cat}", file=sys.stderr)
+    model = build_model(**_build(a)).fit(cat, holdout=0.1, fpr=0.05)
+    long = _evaluate_one(model, cat, out, 'anomaly_nb demo: synthetic surfaces')
+    print(f"metrics and report.html written to {out}")
+    return long
 
 # %% ../nbs/06_cli.ipynb #242fe093
 def cmd_fit(a:argparse.Namespace):
@@ -167,7 +188,10 @@ def make_parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     e = sub.add_parser('evaluate', help='fit and evaluate on an MVTec AD category or a folder of categories')
     e.add_argument('root', type=Path, help='MVTec AD category, or a folder of categories')
-    _model_args(e); e.set_defaults(func=cmd_evaluate)
+    _model_args(e)
+    e.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s)')
+    e.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
+    e.set_defaults(func=cmd_evaluate)
     f = sub.add_parser('fit', help='fit on good images (MVTec AD category or plain folder) and save the model')
     f.add_argument('data', type=Path, help='MVTec AD category, or a folder of good images')
     _model_args(f)
@@ -183,7 +207,15 @@ def make_parser()->argparse.ArgumentParser:
     pr.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     pr.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
     pr.set_defaults(func=cmd_predict)
-    d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate and print the metrics')
+    r = sub.add_parser('report', help='evaluate a saved model on a category; write metrics and a self-contained HTML report')
+    r.add_argument('model', type=Path, help='model folder written by fit')
+    r.add_argument('category', type=Path, help='MVTec AD category with test/ and ground_truth/')
+    r.add_argument('-o', '--out', type=Path, required=True, help='output folder (report.html, metrics.*)')
+    r.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
+    r.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    r.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+    r.set_defaults(func=cmd_report)
+    d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate, print the metrics and write a report')
     _model_args(d); d.set_defaults(func=cmd_demo)
     return p
 

@@ -213,7 +213,7 @@ AnomalyModel.evaluate = _evaluate
 def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv2 hub id
                 layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: default
                 weights:str|Path='pretrained', # 'pretrained', 'random', or a local weights file/folder
-                detector:str='knn', # 'knn', 'gaussian', 'lunar', or a PyOD model (see `get_detector`)
+                detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', or a PyOD model (see `get_detector`)
                 size:int|tuple[int,int]=256, # input size
                 resize:str='stretch', # 'stretch' or 'pad'
                 pooled:bool=False, # image-level features (no maps)
@@ -230,13 +230,15 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
                         sigma=sigma, topk=topk, batch_size=batch_size, progress=progress)
 
 def evaluate(root, # an MVTec AD category, or a folder of categories
+             holdout:float=0.1, # fraction of train/good held out to set each model's threshold (0: none)
+             fpr:float=0.01, # false-alarm rate the threshold aims for
              **kwargs, # passed to `build_model`
             ):
     "Fit a fresh model on each category's train/good and evaluate its test split; one table for all."
     import pandas as pd
     rows = []
     for cat in find_categories(root):
-        table, _ = build_model(**kwargs).fit(cat).evaluate(cat)
+        table, _ = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr).evaluate(cat)
         rows.append(table.reset_index(names='subset').assign(category=cat.name))
     out = pd.concat(rows, ignore_index=True)
     return out[['category'] + [c for c in out.columns if c != 'category']]
