@@ -19,8 +19,8 @@ from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
-__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'threshold_columns',
-           'build_model', 'evaluate']
+__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'robust_threshold',
+           'normal_threshold', 'threshold_columns', 'build_model', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -121,8 +121,8 @@ def _fit(self:AnomalyModel,
 
 def _set_threshold(self:AnomalyModel, normal_scores:np.ndarray, fpr:float):
     "Threshold at the `1 - fpr` quantile of held-out normal scores, with what it rests on."
-    self.threshold = quantile_threshold(normal_scores, fpr)
-    self.threshold_info = dict(method='normal_quantile', target_fpr=fpr, n_holdout=len(normal_scores),
+    self.threshold, method = normal_threshold(normal_scores, fpr)
+    self.threshold_info = dict(method=method, target_fpr=fpr, n_holdout=len(normal_scores),
                                holdout_fpr=float((normal_scores > self.threshold).mean()),
                                normal_score_median=float(np.median(normal_scores)))
 AnomalyModel._set_threshold = _set_threshold
@@ -145,6 +145,26 @@ def quantile_threshold(normal_scores:np.ndarray, # image scores of held-out norm
                       )->float:
     "The `1 - fpr` quantile of normal scores (the higher neighbour: never below the quantile)."
     return float(np.quantile(np.asarray(normal_scores, np.float64), 1 - fpr, method='higher'))
+
+def robust_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
+                     fpr:float=0.01, # false-alarm rate to aim for
+                    )->float:
+    "The `1 - fpr` point of a Gaussian fitted to (log) normal scores with median and MAD: robust to a few odd images."
+    from scipy.stats import norm
+    s = np.asarray(normal_scores, np.float64)
+    log = bool((s > 0).all())  # distances are positive and right-skewed: fit in log space
+    x = np.log(s) if log else s
+    med = np.median(x); sigma = 1.4826 * np.median(np.abs(x - med))
+    t = med + norm.ppf(1 - fpr) * sigma
+    return float(np.exp(t) if log else t)
+
+def normal_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
+                     fpr:float=0.01, # false-alarm rate to aim for
+                     min_tail:int=10, # held-out images expected above the threshold needed to trust the raw quantile
+                    )->tuple[float, str]: # (threshold, method)
+    "The empirical quantile when enough held-out images fall in the tail, else the robust fit."
+    if len(normal_scores) * fpr >= min_tail: return quantile_threshold(normal_scores, fpr), 'normal_quantile'
+    return robust_threshold(normal_scores, fpr), 'robust_lognormal'
 
 # %% ../nbs/05_pipeline.ipynb #a08a45df
 def _predict(self:AnomalyModel,
