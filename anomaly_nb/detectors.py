@@ -12,7 +12,7 @@ from copy import deepcopy
 import numpy as np
 import torch
 import faiss
-from fastcore.basics import store_attr, basic_repr
+from fastcore.basics import store_attr, basic_repr, patch
 from sklearn.base import clone
 from sklearn.covariance import LedoitWolf
 from sklearn.decomposition import PCA
@@ -307,6 +307,49 @@ class PyODDetector(Detector):
         return np.concatenate([np.asarray(self.model_.decision_function(X[i:i+self.chunk]), np.float32).reshape(-1)
                                for i in range(0, len(X), self.chunk)])
 
+_LUNAR_ARGS = ('model_type', 'n_neighbours', 'negative_sampling', 'val_size', 'epsilon', 'proportion', 'n_epochs',
+               'lr', 'wd', 'contamination', 'algorithm', 'leaf_size', 'metric', 'p', 'n_jobs', 'random_state')
+
+def _lunar_state(det:'PyODDetector')->tuple[dict, dict]:
+    "A fitted LUNAR as JSON-able parameters and arrays: scaler, neighbour set, network weights."
+    from pyod.models.lunar import LUNAR
+    m = det.model_
+    if not isinstance(m, LUNAR): raise NotImplementedError(f"{type(m).__name__} has no array state (only LUNAR does)")
+    if m.scaler not in (None, False) or m.metric_params is not None:
+        raise NotImplementedError("only LUNAR with its default MinMaxScaler (or none) can be saved")
+    arrays = {'neigh_X': np.asarray(m.neigh._fit_X, np.float32)}
+    if m.scaler_ is not None: arrays.update({'scaler_min': m.scaler_.min_, 'scaler_scale': m.scaler_.scale_})
+    arrays.update({f'net.{k}': v.detach().cpu().numpy() for k, v in m.network.state_dict().items()})
+    params = dict(name='lunar', max_samples=det.max_samples, seed=det.seed, chunk=det.chunk, d=det.d_,
+                  lunar={k: getattr(m, k) for k in _LUNAR_ARGS}, scaled=m.scaler_ is not None)
+    return params, arrays
+
+def _lunar_from_state(params:dict, arrays:dict)->'PyODDetector':
+    "Rebuild a fitted LUNAR from `_lunar_state` output: no pickle, the network loaded from plain tensors."
+    from pyod.models.lunar import LUNAR
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import MinMaxScaler
+    m = LUNAR(scaler=None if params['scaled'] else False, **params['lunar'])
+    m.network.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith('net.')})
+    m.network.eval()
+    m.scaler_ = None
+    if params['scaled']:
+        m.scaler_ = MinMaxScaler()
+        m.scaler_.min_, m.scaler_.scale_ = arrays['scaler_min'], arrays['scaler_scale']
+        m.scaler_.n_features_in_ = len(arrays['scaler_scale'])
+    m.neigh = NearestNeighbors(n_neighbors=m.n_neighbours + 1, algorithm=m.algorithm, leaf_size=m.leaf_size,
+                               metric=m.metric, p=m.p, n_jobs=m.n_jobs).fit(arrays['neigh_X'])
+    m.decision_scores_ = np.zeros(0)  # marks the model fitted for PyOD's check
+    det = PyODDetector(LUNAR(**params['lunar']), max_samples=params['max_samples'], seed=params['seed'], chunk=params['chunk'])
+    det.model_, det.d_ = m, int(params['d'])
+    return det
+
+@patch
+def get_state(self:PyODDetector): return _lunar_state(self)
+
+@patch(cls_method=True)
+def from_state(cls:PyODDetector, params:dict, arrays:dict): return _lunar_from_state(params, arrays)
+
 def lunar(max_samples:int|None=20_000, # fit on at most this many rows
           seed:int=0, # seeds the sample, numpy, torch and LUNAR's `random_state`
           **kwargs # passed to `pyod.models.lunar.LUNAR` (e.g. n_neighbours, n_epochs)
@@ -424,7 +467,7 @@ def get_detector(name:str, # 'gaussian', 'knn', 'lunar' or 'pyod.<module>.<Class
 def detector_from_state(params:dict, # from `get_state`; `params['name']` picks the class
                         arrays:dict # named arrays from `get_state`
                        )->Detector: # the rebuilt, fitted detector
-    "Rebuild a Gaussian, PaDiM or k-NN detector saved with `get_state`."
-    cls = {'gaussian': GaussianDetector, 'knn': KNNDetector, 'padim': PositionalGaussianDetector}.get(params.get('name'))
+    "Rebuild a Gaussian, PaDiM, k-NN or LUNAR detector saved with `get_state`."
+    cls = {'gaussian': GaussianDetector, 'knn': KNNDetector, 'padim': PositionalGaussianDetector, 'lunar': PyODDetector}.get(params.get('name'))
     if cls is None: raise ValueError(f"cannot rebuild a detector named {params.get('name')!r} from arrays")
     return cls.from_state(params, arrays)
