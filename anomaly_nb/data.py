@@ -154,19 +154,19 @@ def _texture(rng:np.random.Generator, h:int, w:int)->np.ndarray:
     return np.clip(img, 0, 255)
 
 def _defect(rng:np.random.Generator, kind:str, h:int, w:int)->tuple[np.ndarray, float]:
-    "A defect mask of `kind` and the gray value to paint it with."
+    "A defect mask of `kind` and how much it darkens (< 0) or brightens the surface."
     yy, xx = np.mgrid[:h, :w]
     cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
     if kind == 'scratch':
         a, half = rng.uniform(0, np.pi), rng.uniform(0.15, 0.3) * min(h, w)
         along = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
         across = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
-        return (np.abs(across) < 1.6) & (np.abs(along) < half), 40.0
+        return (np.abs(across) < 1.6) & (np.abs(along) < half), -28.0
     if kind == 'spot':
         r = rng.uniform(0.04, 0.08) * min(h, w)
-        return (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2, 230.0
+        return (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2, 24.0
     side = rng.uniform(0.08, 0.14) * min(h, w)  # notch: a dark square of missing material
-    return (np.abs(yy - cy) < side / 2) & (np.abs(xx - cx) < side / 2), 10.0
+    return (np.abs(yy - cy) < side / 2) & (np.abs(xx - cx) < side / 2), -22.0
 
 # %% ../nbs/00_data.ipynb #3b6488ac
 SYNTHETIC_DEFECTS = ('scratch', 'spot', 'notch')
@@ -188,7 +188,7 @@ def make_synthetic_category(root:str|Path, # folder to create (MVTec AD layout i
         for i in range(n_test_defect):
             h, w = shape()
             img, (mask, value) = _texture(rng, h, w), _defect(rng, kind, h, w)
-            img[mask] = value + rng.normal(scale=3, size=mask.sum())
+            img[mask] = np.clip(img[mask] + value + rng.normal(scale=3, size=mask.sum()), 0, 255)
             save(img, root/'test'/kind/f'{i:03d}.png')
             save(mask * 255, root/'ground_truth'/kind/f'{i:03d}_mask.png')
     return root
