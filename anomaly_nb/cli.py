@@ -77,7 +77,7 @@ def save_table(table, # long metrics table from `pipeline.evaluate`
 def cmd_evaluate(a:argparse.Namespace):
     "Fit on each category's train/good, evaluate its test split, print and save the table."
     from anomaly_nb.pipeline import evaluate
-    table = evaluate(a.root, holdout=a.holdout, fpr=a.fpr, **_build(a))
+    table = evaluate(a.root, categories=a.categories, holdout=a.holdout, fpr=a.fpr, **_build(a))
     print(table.round(3).to_string(index=False))
     if a.out: save_table(table, a.out)
     return table
@@ -188,6 +188,7 @@ def make_parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     e = sub.add_parser('evaluate', help='fit and evaluate on an MVTec AD category or a folder of categories')
     e.add_argument('root', type=Path, help='MVTec AD category, or a folder of categories')
+    e.add_argument('--categories', nargs='+', default=None, help='only these categories (folder names); default: all')
     _model_args(e)
     e.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s)')
     e.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')

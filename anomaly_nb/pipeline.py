@@ -20,7 +20,7 @@ from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
 __all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'robust_threshold',
-           'normal_threshold', 'threshold_columns', 'build_model', 'evaluate']
+           'normal_threshold', 'threshold_columns', 'build_model', 'select_categories', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -249,7 +249,18 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
     return AnomalyModel(ex, get_detector(detector, **detector_kwargs), size=size, resize=resize, pooled=pooled,
                         sigma=sigma, topk=topk, batch_size=batch_size, progress=progress)
 
+def select_categories(cats:list[Path], # categories found under a root
+                      names:list[str]|None=None, # the ones wanted (None: all)
+                     )->list[Path]:
+    "The categories named in `names`, in that order; a `DataError` lists what exists when one is missing."
+    if not names: return cats
+    by_name = {c.name: c for c in cats}
+    missing = [n for n in names if n not in by_name]
+    if missing: raise DataError(f"no categor{'y' if len(missing) == 1 else 'ies'} {missing}; found {sorted(by_name)}")
+    return [by_name[n] for n in names]
+
 def evaluate(root, # an MVTec AD category, or a folder of categories
+             categories:list[str]|None=None, # only these categories (by folder name); None: all
              holdout:float=0.1, # fraction of train/good held out to set each model's threshold (0: none)
              fpr:float=0.01, # false-alarm rate the threshold aims for
              **kwargs, # passed to `build_model`
@@ -257,7 +268,7 @@ def evaluate(root, # an MVTec AD category, or a folder of categories
     "Fit a fresh model on each category's train/good and evaluate its test split; one table for all."
     import pandas as pd
     rows = []
-    for cat in find_categories(root):
+    for cat in select_categories(find_categories(root), categories):
         table, _ = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr).evaluate(cat)
         rows.append(table.reset_index(names='subset').assign(category=cat.name))
     out = pd.concat(rows, ignore_index=True)
