@@ -39,7 +39,7 @@ def _model_args(p:argparse.ArgumentParser):
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
 
 def _build(a:argparse.Namespace):
-    from anomaly_nb.pipeline import build_model
+    "Keyword arguments of `build_model` from the parsed options."
     return dict(backbone=a.backbone, layers=a.layers, weights=a.weights, detector=a.detector, size=a.size,
                 device=a.device, progress=not a.quiet, **parse_options(a.option))
 

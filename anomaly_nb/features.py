@@ -4,7 +4,6 @@
 
 # %% ../nbs/01_features.ipynb #5a53c0c9
 from __future__ import annotations
-import os
 from pathlib import Path
 
 import numpy as np

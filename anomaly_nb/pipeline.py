@@ -5,7 +5,7 @@
 # %% ../nbs/05_pipeline.ipynb #706a60f8
 from __future__ import annotations
 import resource, sys, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot, row
 from bokeh.models import (BoxZoomTool, ColorBar, ColumnDataSource, CustomJS, CustomJSHover, GlyphRenderer, HoverTool,
-                          Image as ImageGlyph, ImageRGBA, LinearColorMapper, Plot, Quad, Range1d, Slider)
+                          Image as ImageGlyph, ImageRGBA, LinearColorMapper, Plot, Range1d, Slider)
 from bokeh.palettes import Category10_10, Category20_20, turbo
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
