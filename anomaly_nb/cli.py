@@ -183,6 +183,12 @@ def cmd_predict(a:argparse.Namespace):
     return rows
 
 # %% ../nbs/06_cli.ipynb #1bb3e083
+def _saved_model_args(p:argparse.ArgumentParser):
+    "Options of the subcommands that load a saved model."
+    p.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
+    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+
 def make_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='anomaly-nb', description='Optical anomaly detection with frozen pre-trained features.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -204,18 +210,12 @@ def make_parser()->argparse.ArgumentParser:
     pr.add_argument('model', type=Path, help='model folder written by fit')
     pr.add_argument('images', nargs='+', help='image files or folders')
     pr.add_argument('-o', '--out', type=Path, required=True, help='output folder')
-    pr.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
-    pr.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
-    pr.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
-    pr.set_defaults(func=cmd_predict)
+    _saved_model_args(pr); pr.set_defaults(func=cmd_predict)
     r = sub.add_parser('report', help='evaluate a saved model on a category; write metrics and a self-contained HTML report')
     r.add_argument('model', type=Path, help='model folder written by fit')
     r.add_argument('category', type=Path, help='MVTec AD category with test/ and ground_truth/')
     r.add_argument('-o', '--out', type=Path, required=True, help='output folder (report.html, metrics.*)')
-    r.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
-    r.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
-    r.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
-    r.set_defaults(func=cmd_report)
+    _saved_model_args(r); r.set_defaults(func=cmd_report)
     d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate, print the metrics and write a report')
     _model_args(d); d.set_defaults(func=cmd_demo)
     return p
