@@ -44,11 +44,15 @@ def _build(a:argparse.Namespace):
                 device=a.device, progress=not a.quiet, **parse_options(a.option))
 
 # %% ../nbs/06_cli.ipynb #c8e04166
+def _save_atomic(path:Path, write):
+    "Call `write(file_object)` on a temporary file, then rename it to `path`."
+    tmp = path.with_name(path.name + '.part')
+    with open(tmp, 'wb') as f: write(f)
+    tmp.replace(path)
+
 def _write(path:Path, text:str):
     "Write `text` to `path` atomically (temporary file, then rename)."
-    tmp = path.with_name(path.name + '.part')
-    tmp.write_text(text)
-    tmp.replace(path)
+    _save_atomic(path, lambda f: f.write(text.encode()))
 
 def metrics_json(table, # long table with 'category' and 'subset' columns (from `pipeline.evaluate`)
                 )->dict: # {"categories": {name: {..., "classes": {...}}}, "mean": {...}}
@@ -85,9 +89,9 @@ def cmd_evaluate(a:argparse.Namespace):
 def _evaluate_one(model, category:Path, out:Path|None, title:str):
     "Evaluate a fitted model on one category; print the table; write table and report to `out`."
     from anomaly_nb.report import write_report
+    from anomaly_nb.pipeline import long_table
     table, pred = model.evaluate(category)
-    long = table.reset_index(names='subset').assign(category=category.name)
-    long = long[['category'] + [c for c in long.columns if c != 'category']]
+    long = long_table(table, category.name)
     print(long.round(3).to_string(index=False))
     if out:
         save_table(long, out)
@@ -137,12 +141,6 @@ def overlay(img:np.ndarray, # (H, W, 3) uint8 image
     heat = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
     alpha = (0.15 + 0.7 * v)[..., None]
     return (img * (1 - alpha) + heat * alpha).astype(np.uint8)
-
-def _save_atomic(path:Path, write):
-    "Call `write(file_object)` on a temporary file, then rename it to `path`."
-    tmp = path.with_name(path.name + '.part')
-    with open(tmp, 'wb') as f: write(f)
-    tmp.replace(path)
 
 def _unique_stems(paths:list[Path])->list[str]:
     "File stems, numbered where two images share one."

@@ -20,7 +20,7 @@ from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
 __all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'robust_threshold',
-           'normal_threshold', 'threshold_columns', 'build_model', 'select_categories', 'evaluate']
+           'normal_threshold', 'threshold_columns', 'build_model', 'select_categories', 'long_table', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -218,9 +218,9 @@ def _evaluate(self:AnomalyModel,
     pred = self.predict(test)
     maps = masks = None
     if pred.maps is not None:
-        keep = pred.valid.all() or None
-        maps = list(pred.maps) if keep else [m[v].reshape(1, -1) for m, v in zip(pred.maps, pred.valid)]
-        masks = list(pred.masks) if keep else [m[v].reshape(1, -1) for m, v in zip(pred.masks, pred.valid)]
+        unpadded = pred.valid.all()
+        maps = list(pred.maps) if unpadded else [m[v].reshape(1, -1) for m, v in zip(pred.maps, pred.valid)]
+        masks = list(pred.masks) if unpadded else [m[v].reshape(1, -1) for m, v in zip(pred.masks, pred.valid)]
     table = metrics_table(pred.labels, pred.scores, masks, maps, pred.classes)
     threshold_columns(table, pred.labels, pred.scores, pred.classes, self.threshold)
     table['fit_s'] = self.fit_s
@@ -259,6 +259,13 @@ def select_categories(cats:list[Path], # categories found under a root
     if missing: raise DataError(f"no categor{'y' if len(missing) == 1 else 'ies'} {missing}; found {sorted(by_name)}")
     return [by_name[n] for n in names]
 
+def long_table(table, # one category's metrics table (rows: classes, 'all', 'mean')
+               category:str, # the category's name
+              ):
+    "The table with its rows as a `subset` column and the category as the first column."
+    out = table.reset_index(names='subset').assign(category=category)
+    return out[['category'] + [c for c in out.columns if c != 'category']]
+
 def evaluate(root, # an MVTec AD category, or a folder of categories
              categories:list[str]|None=None, # only these categories (by folder name); None: all
              holdout:float=0.1, # fraction of train/good held out to set each model's threshold (0: none)
@@ -270,6 +277,5 @@ def evaluate(root, # an MVTec AD category, or a folder of categories
     rows = []
     for cat in select_categories(find_categories(root), categories):
         table, _ = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr).evaluate(cat)
-        rows.append(table.reset_index(names='subset').assign(category=cat.name))
-    out = pd.concat(rows, ignore_index=True)
-    return out[['category'] + [c for c in out.columns if c != 'category']]
+        rows.append(long_table(table, cat.name))
+    return pd.concat(rows, ignore_index=True)
