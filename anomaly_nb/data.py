@@ -14,9 +14,9 @@ from PIL import Image
 from torch.utils.data import Dataset, DataLoader
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'SYNTHETIC_DEFECTS', 'DataError', 'load_image', 'load_mask', 'Sample', 'list_images',
-           'is_category', 'find_categories', 'mvtec_samples', 'folder_samples', 'training_samples',
-           'make_synthetic_category', 'resize_pair', 'ImageDataset', 'make_loader']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'SYNTHETIC_DEFECTS', 'DataError', 'BadFileError', 'load_image', 'load_mask',
+           'Sample', 'list_images', 'is_category', 'find_categories', 'mvtec_samples', 'folder_samples',
+           'training_samples', 'make_synthetic_category', 'resize_pair', 'ImageDataset', 'CheckedLoader', 'make_loader']
 
 # %% ../nbs/00_data.ipynb #8118c38d
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -24,6 +24,13 @@ MAX_PIXELS = 178_956_970  # Pillow's own default guard (about 13,000 × 13,000)
 
 class DataError(ValueError):
     "An image, mask or folder that cannot be used; the message names it and says what to do."
+
+class BadFileError(DataError):
+    "One image (or its mask) that cannot be used; `path` is the image, so the file can be skipped and listed."
+    def __init__(self, msg:str, path:str|Path|None=None):
+        super().__init__(msg)
+        self.path = None if path is None else Path(path)
+    def __reduce__(self): return (type(self), (str(self), self.path))  # picklable with its path
 
 # %% ../nbs/00_data.ipynb #02656b21
 def _to_rgb(img:Image.Image, # any Pillow mode
@@ -41,10 +48,10 @@ def _to_rgb(img:Image.Image, # any Pillow mode
 
 # %% ../nbs/00_data.ipynb #9ccb767e
 def _open(path:Path, what:str)->Image.Image:
-    "Open and fully decode `path`, turning every Pillow failure into a `DataError` naming it."
+    "Open and fully decode `path`, turning every Pillow failure into a `BadFileError` naming it."
     path = Path(path)
-    if not path.is_file(): raise DataError(f"{what} not found: {path}")
-    if path.stat().st_size == 0: raise DataError(f"{what} is an empty (0-byte) file: {path}. Re-export or remove it.")
+    if not path.is_file(): raise BadFileError(f"{what} not found: {path}. Check the path.", path)
+    if path.stat().st_size == 0: raise BadFileError(f"{what} is an empty (0-byte) file: {path}. Re-export or remove it.", path)
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
@@ -53,29 +60,34 @@ def _open(path:Path, what:str)->Image.Image:
             img = Image.open(path)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{what} is too large to decode safely: {path} ({e}). Downscale it first.") from None
+        raise BadFileError(f"{what} is too large to decode safely: {path} ({e}). Downscale it first.", path) from None
     except Image.UnidentifiedImageError:
-        raise DataError(f"{what} is not an image Pillow can read: {path}. Remove it or convert it to PNG.") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{what} is corrupt or truncated: {path} ({e}). Re-export or remove it.") from None
+        raise BadFileError(f"{what} is not an image Pillow can read: {path}. Remove it or convert it to PNG.", path) from None
+    except Exception as e:  # a damaged file can fail anywhere inside a decoder
+        raise BadFileError(f"{what} is corrupt or truncated: {path} ({type(e).__name__}: {e}). Re-export or remove it.", path) from None
     finally: Image.MAX_IMAGE_PIXELS = old
     return img
 
 def load_image(path:str|Path, # image file
               )->Image.Image: # decoded 8-bit RGB image
-    "Read an image file as RGB, whatever its mode; raise `DataError` naming the file if it cannot be used."
+    "Read an image file as RGB, whatever its mode; raise `BadFileError` naming the file if it cannot be used."
     return _to_rgb(_open(path, 'image'))
 
 # %% ../nbs/00_data.ipynb #b5d4ad43
 def load_mask(path:str|Path, # mask file: 0/255 or 0/1, gray or RGB
               size:tuple[int,int]|None=None, # (height, width) to resize to (nearest), or None to keep
              )->np.ndarray: # bool array, True where the defect is
-    "Read a ground-truth mask as a boolean array, optionally resized with nearest-neighbour interpolation."
+    "Read a ground-truth mask as a boolean array (1 in 0/1 masks, else >= half range), optionally resized (nearest)."
     img = _open(path, 'mask')
     a = np.asarray(img.convert('L') if img.mode not in ('L', 'I;16', 'I') else img)
+    top = int(a.max()) if a.size else 0
+    level = 1 if top <= 1 else (128 if top <= 255 else 32768)
+    if top >= 1 and top < level:
+        raise BadFileError(f"mask {path} is not binary: its largest value is {top}, below {level}, so no pixel would count "
+                           f"as a defect. Re-save it with 0 for good and 255 (or 1 in a 0/1 mask) for defect pixels.", path)
     if size is not None and a.shape != tuple(size):
         a = np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.NEAREST))
-    return a > 0 if a.max() <= 1 else a >= (128 if a.max() <= 255 else 32768)
+    return a >= level
 
 # %% ../nbs/00_data.ipynb #90ad44bc
 @dataclass(frozen=True)
@@ -90,10 +102,14 @@ def list_images(folder:str|Path, # folder to list (not recursive)
                )->list[Path]: # sorted image files
     "Image files in `folder`, sorted; a `DataError` if the folder is missing or holds no images."
     folder = Path(folder)
-    if not folder.is_dir(): raise DataError(f"folder not found: {folder}")
+    if not folder.is_dir(): raise DataError(f"folder not found: {folder}. Check the path.")
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith('.') and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files: raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    if not files:
+        others = sorted(p.name for p in folder.iterdir())
+        held = f"it holds only {others[:3]}{' ...' if len(others) > 3 else ''}" if others else "it is empty"
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: {held}. "
+                        "Put the images there or point to the folder that holds them.")
     return files
 
 # %% ../nbs/00_data.ipynb #8dcb55ce
@@ -107,32 +123,44 @@ def find_categories(root:str|Path, # a category, or a folder of categories
     root = Path(root)
     if is_category(root): return [root]
     cats = sorted(p for p in root.iterdir() if p.is_dir() and is_category(p)) if root.is_dir() else []
-    if not cats: raise DataError(f"{root} is neither an MVTec AD category (with train/good/) nor a folder of categories")
+    if not cats:
+        if not root.is_dir(): raise DataError(f"folder not found: {root}. Check the path.")
+        raise DataError(f"{root} is neither an MVTec AD category (with train/good/) nor a folder of categories. "
+                        f"{_no_train_hint(root)}")
     return cats
 
+def _no_train_hint(root:Path)->str:
+    "What to do about a folder that lacks train/good/."
+    if (root/'test').is_dir() or (root/'ground_truth').is_dir():
+        return f"It has test/ but no train/good/: put the good training images in {root/'train'/'good'}."
+    return "Point to a category folder (train/good/, test/, ground_truth/) or to a folder holding such categories."
+
 # %% ../nbs/00_data.ipynb #5a72174f
-def _test_samples(root:Path)->list[Sample]:
+def _test_samples(root:Path, check_masks:bool=True)->list[Sample]:
     test = root/'test'
-    if not test.is_dir(): raise DataError(f"no test/ folder in category {root}")
+    if not test.is_dir(): raise DataError(f"no test/ folder in category {root}: add test/<class>/ images to evaluate on")
     samples, missing = [], []
     for cls in sorted(p.name for p in test.iterdir() if p.is_dir() and not p.name.startswith('.')):
         for f in list_images(test/cls):
             if cls == 'good': samples.append(Sample(f)); continue
             m = root/'ground_truth'/cls/f'{f.stem}_mask.png'
-            if not m.is_file(): missing.append(m)
+            if not m.is_file(): missing.append((f, m))
             samples.append(Sample(f, 1, cls, m))
-    if missing:
-        raise DataError(f"{len(missing)} defect image(s) have no mask, e.g. {missing[0]}; "
-                        "add the masks or move those images out of test/")
+    if missing and check_masks:
+        (f, m), n = missing[0], len(missing)
+        raise DataError(f"{n} defect image{'s have' if n > 1 else ' has'} no mask, e.g. {f} (expected {m}); "
+                        "add the masks, move those images out of test/, or skip them (--skip-bad)")
     return samples
 
 def mvtec_samples(root:str|Path, # an MVTec AD category folder
+                  check_masks:bool=True, # refuse defect images without a mask here (False: fail or skip when loaded)
                  )->dict[str, list[Sample]]: # {'train': [...], 'test': [...]}
     "Training (normal) and test samples of an MVTec AD category, with mask paths for defect images."
     root = Path(root)
-    if not is_category(root): raise DataError(f"{root} is not an MVTec AD category: expected {root/'train'/'good'}")
+    if not is_category(root):
+        raise DataError(f"{root} is not an MVTec AD category: expected {root/'train'/'good'}. {_no_train_hint(root)}")
     train = [Sample(f) for f in list_images(root/'train'/'good')]
-    return dict(train=train, test=_test_samples(root) if (root/'test').exists() else [])
+    return dict(train=train, test=_test_samples(root, check_masks) if (root/'test').exists() else [])
 
 def folder_samples(folder:str|Path)->list[Sample]:
     "Every image of a plain folder, as normal samples."
@@ -141,7 +169,11 @@ def folder_samples(folder:str|Path)->list[Sample]:
 def training_samples(source:str|Path, # an MVTec AD category or a plain folder of good images
                     )->list[Sample]:
     "The normal images to fit on: `train/good` of a category, or every image of a plain folder."
-    return mvtec_samples(source)['train'] if is_category(source) else folder_samples(source)
+    source = Path(source)
+    if is_category(source): return mvtec_samples(source)['train']
+    if (source/'test').is_dir() or (source/'ground_truth').is_dir():
+        raise DataError(f"{source} looks like an MVTec AD category but has no train/good/. {_no_train_hint(source)}")
+    return folder_samples(source)
 
 # %% ../nbs/00_data.ipynb #8b75afc8
 def _texture(rng:np.random.Generator, h:int, w:int)->np.ndarray:
@@ -169,6 +201,12 @@ def _defect(rng:np.random.Generator, kind:str, h:int, w:int)->tuple[np.ndarray, 
     return (np.abs(yy - cy) < side / 2) & (np.abs(xx - cx) < side / 2), -22.0
 
 # %% ../nbs/00_data.ipynb #3b6488ac
+def _save_png(img:Image.Image, path:Path):
+    "Save `img` as PNG under a temporary name, then rename: an interrupted run leaves no half-written image."
+    tmp = path.with_name(f'.{path.name}.part')
+    try: img.save(tmp, format='PNG'); os.replace(tmp, path)
+    except BaseException: tmp.unlink(missing_ok=True); raise
+
 SYNTHETIC_DEFECTS = ('scratch', 'spot', 'notch')
 
 def make_synthetic_category(root:str|Path, # folder to create (MVTec AD layout inside)
@@ -181,7 +219,7 @@ def make_synthetic_category(root:str|Path, # folder to create (MVTec AD layout i
     "Write a small textured-surface category with scratch, spot and notch defects and their masks."
     root, rng = Path(root), np.random.default_rng(seed)
     def shape(): return tuple(int(s * rng.uniform(0.75, 1.25)) for s in size)
-    def save(a, p): p.parent.mkdir(parents=True, exist_ok=True); Image.fromarray(a.astype(np.uint8)).save(p)
+    def save(a, p): p.parent.mkdir(parents=True, exist_ok=True); _save_png(Image.fromarray(a.astype(np.uint8)), p)
     for i in range(n_train): save(_texture(rng, *shape()), root/'train'/'good'/f'{i:03d}.png')
     for i in range(n_test_good): save(_texture(rng, *shape()), root/'test'/'good'/f'{i:03d}.png')
     for kind in SYNTHETIC_DEFECTS:
@@ -229,29 +267,76 @@ class ImageDataset(Dataset):
                  size:int|tuple[int,int]=256, # input (height, width)
                  resize:str='stretch', # 'stretch' or 'pad' (keep aspect ratio)
                 ):
-        if not samples: raise DataError("no samples to load (empty folder or split?)")
+        if not samples: raise DataError("no samples to load (empty folder or split?): add images or lower the held-out fraction")
         self.samples, self.size, self.resize = list(samples), _size2(size), resize
 
     def __len__(self): return len(self.samples)
 
+    def _mask(self, s:Sample, img:Image.Image)->np.ndarray|None:
+        "The sample's mask, checked against its image; a `BadFileError` naming the image otherwise."
+        if s.mask is None: return None
+        if not Path(s.mask).is_file():
+            raise BadFileError(f"defect image {s.path} has no mask: expected {s.mask}. "
+                               "Add the mask or move the image out of test/.", s.path)
+        try: mask = load_mask(s.mask)
+        except BadFileError as e: raise BadFileError(str(e), s.path) from None  # skip the image, not just its mask
+        if mask.shape != (img.height, img.width):
+            raise BadFileError(f"mask {s.mask} is {mask.shape[1]}×{mask.shape[0]} but its image {s.path} is "
+                               f"{img.width}×{img.height}: re-export the mask at {img.width}×{img.height}.", s.path)
+        return mask
+
     def __getitem__(self, i:int)->dict:
         s = self.samples[i]
         img = load_image(s.path)
-        mask = load_mask(s.mask) if s.mask is not None else None
-        if mask is not None and mask.shape != (img.height, img.width):
-            raise DataError(f"mask {s.mask} is {mask.shape[1]}×{mask.shape[0]} but its image {s.path} is "
-                            f"{img.width}×{img.height}; masks must match their image's size")
-        a, m, v = resize_pair(img, mask, self.size, self.resize)
+        a, m, v = resize_pair(img, self._mask(s, img), self.size, self.resize)
         return dict(image=torch.from_numpy(a).permute(2, 0, 1).float().div_(255), mask=torch.from_numpy(m),
                     valid=torch.from_numpy(v), label=s.label, index=i,
                     orig_size=torch.tensor([img.height, img.width]))
 
+    def placeholder(self, i:int)->dict:
+        "An item of the right shapes standing in for sample `i`, which could not be loaded (dropped before use)."
+        H, W = self.size
+        return dict(image=torch.zeros(3, H, W), mask=torch.zeros(H, W, dtype=torch.bool),
+                    valid=torch.zeros(H, W, dtype=torch.bool), label=self.samples[i].label, index=i,
+                    orig_size=torch.tensor([H, W]))
+
 # %% ../nbs/00_data.ipynb #3c08ca6a
-def make_loader(ds:Dataset, # an `ImageDataset`
+class _ErrorsAsData(Dataset):
+    "Wraps an `ImageDataset`: an item that fails with `BadFileError` comes back as a placeholder and its message."
+    def __init__(self, ds:ImageDataset): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i:int)->dict:
+        try: return dict(self.ds[i], error='')
+        except BadFileError as e: return dict(self.ds.placeholder(i), error=str(e) or 'unreadable')
+
+class CheckedLoader:
+    "Batches of an `ImageDataset` in order; an unreadable file raises `BadFileError`, or with `skip_bad` is dropped and listed."
+    def __init__(self,
+                 loader:DataLoader, # over `_ErrorsAsData(ds)`
+                 skip_bad:bool=False, # drop unreadable files instead of raising
+                ):
+        self.loader, self.skip_bad, self.skipped = loader, skip_bad, []
+    @property
+    def samples(self)->list[Sample]: return self.loader.dataset.ds.samples
+    def __len__(self): return len(self.loader)
+
+    def __iter__(self):
+        self.skipped = []  # (sample, reason) of every file dropped, in order
+        for b in self.loader:
+            errors = b.pop('error')
+            bad = [j for j, e in enumerate(errors) if e]
+            if bad and not self.skip_bad:
+                raise BadFileError(errors[bad[0]], self.samples[int(b['index'][bad[0]])].path)
+            self.skipped += [(self.samples[int(b['index'][j])], errors[j]) for j in bad]
+            if bad: b = {k: v[torch.tensor([not e for e in errors])] for k, v in b.items()}
+            if len(b['index']): yield b
+
+def make_loader(ds:ImageDataset, # an `ImageDataset`
                 batch_size:int=32, # images per batch
                 num_workers:int|None=None, # decoding processes; None: one per four CPU cores
-               )->DataLoader:
-    "An in-order `DataLoader` over `ds` (no shuffling: scores line up with samples)."
+                skip_bad:bool=False, # drop unreadable files (listed in `.skipped`) instead of raising `BadFileError`
+               )->CheckedLoader:
+    "An in-order loader over `ds` (no shuffling: scores line up with samples) that reports unreadable files cleanly."
     if num_workers is None: num_workers = (os.cpu_count() or 1) // 4
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+    return CheckedLoader(DataLoader(_ErrorsAsData(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                    persistent_workers=False, pin_memory=torch.cuda.is_available()), skip_bad)
