@@ -5,7 +5,7 @@
 # %% ../nbs/05_pipeline.ipynb #706a60f8
 from __future__ import annotations
 import resource, sys, time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class Prediction:
     valid: np.ndarray|None = None    # (N, H, W) bool, pixels that are image, not padding
     orig_sizes: np.ndarray|None = None  # (N, 2) original (height, width)
     seconds: float = 0.0             # wall-clock time of the prediction
+    skipped: list = field(default_factory=list)  # (sample, reason) of files left out with `skip_bad=True`
 
     @property
     def labels(self)->np.ndarray: return np.array([s.label for s in self.samples])
@@ -73,8 +74,8 @@ class AnomalyModel:
         self.fit_s, self.grid, self.n_train = None, None, None
         self.threshold, self.threshold_info = None, None
 
-    def _loader(self, samples:list[Sample]):
-        return make_loader(ImageDataset(samples, self.size, self.resize), self.batch_size, self.num_workers)
+    def _loader(self, samples:list[Sample], skip_bad:bool=False):
+        return make_loader(ImageDataset(samples, self.size, self.resize), self.batch_size, self.num_workers, skip_bad)
 
     @property
     def per_position(self)->bool:
@@ -105,19 +106,33 @@ def _fit(self:AnomalyModel,
          holdout:float=0.0, # fraction of the good images held out to set a threshold (0: none)
          fpr:float=0.01, # false-alarm rate the threshold aims for on normal images
          seed:int=0, # seed of the held-out split
+         skip_bad:bool=False, # leave out unreadable images (listed in `self.skipped`) instead of failing
         )->AnomalyModel:
     "Extract features of the normal images in `source` and fit the detector on them (optionally setting a threshold)."
     t0 = time.perf_counter()
     samples, held = split_holdout(_as_samples(source), holdout, seed)
-    feats = self.extractor.extract(self._loader(samples), pooled=self.pooled, progress=self.progress)
+    loader = self._loader(samples, skip_bad)
+    feats = self.extractor.extract(loader, pooled=self.pooled, progress=self.progress)
+    samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
+    _finite_or_fail(feats, samples, self.extractor)
     self.grid = None if self.pooled else tuple(feats.shape[2:])
     rows = self._detector_input(feats)
     del feats  # the grid copy is not needed once the rows exist: halves peak memory
     self.detector.fit(rows)
     self.n_train = len(samples)
-    if held: self._set_threshold(self.predict(held).scores, fpr)
+    if held:
+        hp = self.predict(held, skip_bad)
+        self.skipped += hp.skipped
+        self._set_threshold(hp.scores, fpr)
     self.fit_s = time.perf_counter() - t0
     return self
+
+def _finite_or_fail(feats:np.ndarray, samples:list[Sample], extractor):
+    "Refuse NaN or inf features, naming an image and the backbone's weights (images are 8-bit: the weights are to blame)."
+    bad = [i for i in range(len(feats)) if not np.isfinite(feats[i]).all()]
+    if bad: raise ValueError(f"the backbone gave NaN or inf features for {len(bad)} of {len(feats)} images, e.g. "
+                             f"{samples[bad[0]].path}; its weights ({getattr(extractor, 'weights', '?')}) are damaged or "
+                             "unsuited: re-download or re-export the weights file")
 
 def _set_threshold(self:AnomalyModel, normal_scores:np.ndarray, fpr:float):
     "Threshold at the `1 - fpr` quantile of held-out normal scores, with what it rests on."
@@ -169,11 +184,13 @@ def normal_threshold(normal_scores:np.ndarray, # image scores of held-out normal
 # %% ../nbs/05_pipeline.ipynb #a08a45df
 def _predict(self:AnomalyModel,
              images, # a folder, or a list of image paths / samples
+             skip_bad:bool=False, # leave out unreadable files (listed in `Prediction.skipped`) instead of failing
             )->Prediction:
     "Anomaly maps and image scores for `images`, batch by batch."
     t0, samples = time.perf_counter(), _as_samples(images)
     scores, maps, masks, valid, sizes = [], [], [], [], []
-    for b in tqdm(self._loader(samples), desc='predict', disable=not self.progress, leave=False):
+    loader = self._loader(samples, skip_bad)
+    for b in tqdm(loader, desc='predict', disable=not self.progress, leave=False):
         s = self._score(self.extractor(b['image'], pooled=self.pooled))
         if self.pooled: scores.append(s)
         else:
@@ -183,8 +200,8 @@ def _predict(self:AnomalyModel,
             maps.append(m); valid.append(v)
         masks.append(b['mask'].numpy()); sizes.append(b['orig_size'].numpy())
     cat = lambda xs: np.concatenate(xs) if xs else None
-    return Prediction(samples, np.concatenate(scores), cat(maps), cat(masks), cat(valid), cat(sizes),
-                      time.perf_counter() - t0)
+    return Prediction([samples[i] for i in loader.kept], np.concatenate(scores), cat(maps), cat(masks), cat(valid),
+                      cat(sizes), time.perf_counter() - t0, loader.skipped)
 AnomalyModel.predict = _predict
 
 # %% ../nbs/05_pipeline.ipynb #029093f7
@@ -211,11 +228,12 @@ def threshold_columns(table, # from `metrics_table`: rows per class, 'all', 'mea
 # %% ../nbs/05_pipeline.ipynb #ada9de13
 def _evaluate(self:AnomalyModel,
               category, # an MVTec AD category folder (its `test/` split is scored)
+              skip_bad:bool=False, # leave out unreadable images and defect images without a usable mask (in `pred.skipped`)
              )->tuple:
     "Score a category's test split: (metrics table, `Prediction`)."
-    test = mvtec_samples(category)['test']
-    if not test: raise DataError(f"{category} has no test/ images to evaluate")
-    pred = self.predict(test)
+    test = mvtec_samples(category, check_masks=not skip_bad)['test']
+    if not test: raise DataError(f"{category} has no test/ images to evaluate: add test/<class>/ images")
+    pred = self.predict(test, skip_bad)
     maps = masks = None
     if pred.maps is not None:
         unpadded = pred.valid.all()
@@ -224,7 +242,7 @@ def _evaluate(self:AnomalyModel,
     table = metrics_table(pred.labels, pred.scores, masks, maps, pred.classes)
     threshold_columns(table, pred.labels, pred.scores, pred.classes, self.threshold)
     table['fit_s'] = self.fit_s
-    table['score_s_per_image'] = pred.seconds / len(test)
+    table['score_s_per_image'] = pred.seconds / len(pred.samples)
     table['peak_rss_mb'] = peak_rss_mb()
     return table, pred
 AnomalyModel.evaluate = _evaluate
@@ -270,12 +288,18 @@ def evaluate(root, # an MVTec AD category, or a folder of categories
              categories:list[str]|None=None, # only these categories (by folder name); None: all
              holdout:float=0.1, # fraction of train/good held out to set each model's threshold (0: none)
              fpr:float=0.01, # false-alarm rate the threshold aims for
+             seed:int=0, # seed of the held-out split
+             skip_bad:bool=False, # leave out unreadable files; they are listed in the result's `attrs['skipped']`
              **kwargs, # passed to `build_model`
             ):
     "Fit a fresh model on each category's train/good and evaluate its test split; one table for all."
     import pandas as pd
-    rows = []
+    rows, skipped = [], []
     for cat in select_categories(find_categories(root), categories):
-        table, _ = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr).evaluate(cat)
+        model = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr, seed=seed, skip_bad=skip_bad)
+        table, pred = model.evaluate(cat, skip_bad)
         rows.append(long_table(table, cat.name))
-    return pd.concat(rows, ignore_index=True)
+        skipped += [dict(category=cat.name, image=str(s.path), reason=r) for s, r in model.skipped + pred.skipped]
+    out = pd.concat(rows, ignore_index=True)
+    out.attrs['skipped'] = skipped
+    return out
