@@ -125,15 +125,14 @@ def find_categories(root:str|Path, # a category, or a folder of categories
     cats = sorted(p for p in root.iterdir() if p.is_dir() and is_category(p)) if root.is_dir() else []
     if not cats:
         if not root.is_dir(): raise DataError(f"folder not found: {root}. Check the path.")
-        raise DataError(f"{root} is neither an MVTec AD category (with train/good/) nor a folder of categories. "
-                        f"{_no_train_hint(root)}")
+        raise DataError(_no_train(root) or f"{root} is neither an MVTec AD category (with train/good/) nor a folder of "
+                        "categories: point to a category folder (train/good/, test/, ground_truth/) or to a folder holding such categories.")
     return cats
 
-def _no_train_hint(root:Path)->str:
-    "What to do about a folder that lacks train/good/."
+def _no_train(root:Path)->str|None:
+    "The message for a category whose train/good/ is missing (it has test/ or ground_truth/), else None."
     if (root/'test').is_dir() or (root/'ground_truth').is_dir():
-        return f"It has test/ but no train/good/: put the good training images in {root/'train'/'good'}."
-    return "Point to a category folder (train/good/, test/, ground_truth/) or to a folder holding such categories."
+        return f"{root} has test/ but no train/good/: put the good training images in {root/'train'/'good'}."
 
 # %% ../nbs/00_data.ipynb #5a72174f
 def _test_samples(root:Path, check_masks:bool=True)->list[Sample]:
@@ -158,7 +157,7 @@ def mvtec_samples(root:str|Path, # an MVTec AD category folder
     "Training (normal) and test samples of an MVTec AD category, with mask paths for defect images."
     root = Path(root)
     if not is_category(root):
-        raise DataError(f"{root} is not an MVTec AD category: expected {root/'train'/'good'}. {_no_train_hint(root)}")
+        raise DataError(_no_train(root) or f"{root} is not an MVTec AD category: expected {root/'train'/'good'}; point to a category folder")
     train = [Sample(f) for f in list_images(root/'train'/'good')]
     return dict(train=train, test=_test_samples(root, check_masks) if (root/'test').exists() else [])
 
@@ -170,9 +169,8 @@ def training_samples(source:str|Path, # an MVTec AD category or a plain folder o
                     )->list[Sample]:
     "The normal images to fit on: `train/good` of a category, or every image of a plain folder."
     source = Path(source)
-    if is_category(source): return mvtec_samples(source)['train']
-    if (source/'test').is_dir() or (source/'ground_truth').is_dir():
-        raise DataError(f"{source} looks like an MVTec AD category but has no train/good/. {_no_train_hint(source)}")
+    if is_category(source): return folder_samples(source/'train'/'good')  # test/ and its masks are not needed to fit
+    if _no_train(source): raise DataError(_no_train(source))
     return folder_samples(source)
 
 # %% ../nbs/00_data.ipynb #8b75afc8
@@ -315,13 +313,13 @@ class CheckedLoader:
                  loader:DataLoader, # over `_ErrorsAsData(ds)`
                  skip_bad:bool=False, # drop unreadable files instead of raising
                 ):
-        self.loader, self.skip_bad, self.skipped = loader, skip_bad, []
+        self.loader, self.skip_bad, self.skipped, self.kept = loader, skip_bad, [], []
     @property
     def samples(self)->list[Sample]: return self.loader.dataset.ds.samples
     def __len__(self): return len(self.loader)
 
     def __iter__(self):
-        self.skipped = []  # (sample, reason) of every file dropped, in order
+        self.skipped, self.kept = [], []  # (sample, reason) of every file dropped; indices of those yielded
         for b in self.loader:
             errors = b.pop('error')
             bad = [j for j, e in enumerate(errors) if e]
@@ -329,7 +327,11 @@ class CheckedLoader:
                 raise BadFileError(errors[bad[0]], self.samples[int(b['index'][bad[0]])].path)
             self.skipped += [(self.samples[int(b['index'][j])], errors[j]) for j in bad]
             if bad: b = {k: v[torch.tensor([not e for e in errors])] for k, v in b.items()}
+            self.kept += b['index'].tolist()
             if len(b['index']): yield b
+        if not self.kept:
+            s, why = self.skipped[0]
+            raise DataError(f"none of the {len(self.skipped)} images could be read, e.g. {why}")
 
 def make_loader(ds:ImageDataset, # an `ImageDataset`
                 batch_size:int=32, # images per batch
