@@ -15,8 +15,8 @@ from .detectors import detector_from_state
 from .pipeline import AnomalyModel
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'ARRAYS_FILE', 'ModelFileError', 'sha256', 'model_meta', 'save_model',
-           'load_model']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'META_FILE', 'ARRAYS_FILE', 'REFIT', 'ModelFileError', 'sha256', 'model_meta',
+           'save_model', 'load_model']
 
 # %% ../nbs/08_saving.ipynb #094afb4e
 FORMAT, FORMAT_VERSION = 'anomaly_nb.model', 1
@@ -24,6 +24,8 @@ META_FILE, ARRAYS_FILE = 'model.json', 'arrays.safetensors'
 
 class ModelFileError(ValueError):
     "A saved model that is missing, damaged, of another version, or not one of ours."
+
+REFIT = "restore the folder from where it was saved, or fit the model again (anomaly-nb fit)"
 
 def sha256(path:str|Path)->str:
     "Hex SHA-256 of a file, read in 1 MB blocks."
@@ -85,32 +87,36 @@ def save_model(model:AnomalyModel, # a fitted model
 # %% ../nbs/08_saving.ipynb #548de03e
 def _read_meta(path:Path)->dict:
     f = path/META_FILE
-    if not path.is_dir(): raise ModelFileError(f"no saved model at {path} (expected a folder with {META_FILE} and {ARRAYS_FILE})")
-    if not f.is_file(): raise ModelFileError(f"{f} is missing: {path} is not a complete saved model")
+    if not path.is_dir(): raise ModelFileError(f"no saved model at {path} (expected a folder with {META_FILE} and {ARRAYS_FILE}): "
+                                            "check the path, or fit one with anomaly-nb fit")
+    if not f.is_file(): raise ModelFileError(f"{f} is missing: {path} is not a complete saved model; {REFIT}")
     try: meta = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelFileError(f"{f} is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ModelFileError(f"{f} is not valid JSON ({e}); {REFIT}") from None
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        raise ModelFileError(f"{f} is not an anomaly_nb model description (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise ModelFileError(f"{f} is not an anomaly_nb model description (format {meta.get('format') if isinstance(meta, dict) else None!r}): "
+                             "point to a folder written by anomaly-nb fit")
     if meta.get('format_version') != FORMAT_VERSION:
         raise ModelFileError(f"{f} has format version {meta.get('format_version')!r}; this anomaly_nb "
                              f"({anomaly_nb.__version__}) reads version {FORMAT_VERSION}: refit the model or use the "
                              f"anomaly_nb version that saved it ({meta.get('package_version')})")
     missing = [k for k in ('extractor', 'pipeline', 'detector', 'arrays') if not isinstance(meta.get(k), dict)]
-    if missing: raise ModelFileError(f"{f} lacks {missing}")
+    if missing: raise ModelFileError(f"{f} lacks {missing}; {REFIT}")
     return meta
 
 def _read_arrays(path:Path, expected:dict)->dict:
     from safetensors.numpy import load_file
     f = path/ARRAYS_FILE
-    if not f.is_file(): raise ModelFileError(f"{f} is missing: {path} is not a complete saved model")
+    if not f.is_file(): raise ModelFileError(f"{f} is missing: {path} is not a complete saved model; {REFIT}")
     try: arrays = load_file(str(f))
-    except Exception as e: raise ModelFileError(f"{f} is not a valid safetensors file ({type(e).__name__}: {e})") from None
+    except Exception as e: raise ModelFileError(f"{f} is not a valid safetensors file ({type(e).__name__}: {e}); nothing in it was run or "
+                                         f"unpickled: {REFIT}") from None
     if set(arrays) != set(expected):
-        raise ModelFileError(f"{f} holds arrays {sorted(arrays)} but {META_FILE} lists {sorted(expected)}")
+        raise ModelFileError(f"{f} holds arrays {sorted(arrays)} but {META_FILE} lists {sorted(expected)}: the two files "
+                             f"do not belong together; {REFIT}")
     for k, v in arrays.items():
         if list(v.shape) != expected[k]['shape'] or str(v.dtype) != expected[k]['dtype']:
             raise ModelFileError(f"array {k!r} in {f} is {v.dtype}{list(v.shape)}, expected "
-                                 f"{expected[k]['dtype']}{expected[k]['shape']}")
+                                 f"{expected[k]['dtype']}{expected[k]['shape']} ({META_FILE}): {REFIT}")
     return arrays
 
 # %% ../nbs/08_saving.ipynb #1e45d7de
@@ -123,7 +129,8 @@ def _weights_source(rec:dict, override:str|Path|None)->str:
         raise WeightsError(f"the model was fitted with weights {src}, which is not on this machine: pass weights=PATH "
                            "(command line: --weights PATH) pointing at a copy")
     if rec.get('sha256') and sha256(src) != rec['sha256']:
-        raise ModelFileError(f"weights file {src} differs from the one the model was fitted with (SHA-256 mismatch)")
+        raise ModelFileError(f"weights file {src} differs from the one the model was fitted with (SHA-256 mismatch): "
+                             "put the original file back, pass it with --weights PATH, or fit the model again")
     return src
 
 def load_model(path:str|Path, # folder written by `save_model`
@@ -136,7 +143,7 @@ def load_model(path:str|Path, # folder written by `save_model`
     meta = _read_meta(path)
     arrays = _read_arrays(path, meta['arrays'])
     try: det = detector_from_state(meta['detector'], arrays)
-    except (KeyError, ValueError, TypeError) as e: raise ModelFileError(f"{path/META_FILE}: bad detector description ({e})") from None
+    except (KeyError, ValueError, TypeError) as e: raise ModelFileError(f"{path/META_FILE}: bad detector description ({e}); {REFIT}") from None
     ex_cfg = dict(meta['extractor'])
     ex_cfg['weights'] = _weights_source(ex_cfg.pop('weights'), weights)
     ex = get_extractor(**ex_cfg, device=device)
@@ -147,7 +154,8 @@ def load_model(path:str|Path, # folder written by `save_model`
     model.threshold, model.threshold_info, model.meta = meta.get('threshold'), meta.get('threshold_info'), meta
     if det.d_ != _feature_dim(ex, model):
         raise ModelFileError(f"{path}: the detector expects {det.d_} feature values but the backbone gives "
-                             f"{_feature_dim(ex, model)}; the saved model and the backbone do not belong together")
+                             f"{_feature_dim(ex, model)}; the saved model and the backbone do not belong together: pass the weights it "
+                             "was fitted with (--weights PATH) or fit it again")
     return model
 
 def _feature_dim(ex, model:AnomalyModel)->int:
