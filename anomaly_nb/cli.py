@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['parse_options', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report', 'cmd_demo', 'cmd_fit', 'overlay',
-           'cmd_predict', 'make_parser', 'main']
+__all__ = ['parse_options', 'report_skipped', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report', 'cmd_demo', 'cmd_fit',
+           'overlay', 'cmd_predict', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #c48e4b61
 def parse_options(items:list[str]|None, # strings 'key=value'
@@ -37,22 +37,53 @@ def _model_args(p:argparse.ArgumentParser):
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     p.add_argument('-o', '--out', type=Path, default=None, help='folder for metrics.csv, metrics.md and metrics.json')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--seed', type=int, default=0, help="seed of every random choice: the held-out split and the detector's "
+                   "sampling (kNN bank, coreset, LUNAR) (default: %(default)s)")
+
+def _takes_seed(detector:str)->bool:
+    "Whether the named detector has a `seed` argument (kNN, LUNAR and PyOD models do; the Gaussians draw nothing)."
+    import inspect
+    from anomaly_nb.detectors import DETECTORS, PyODDetector
+    return 'seed' in inspect.signature(DETECTORS.get(detector.lower(), PyODDetector)).parameters
 
 def _build(a:argparse.Namespace):
-    "Keyword arguments of `build_model` from the parsed options."
+    "Keyword arguments of `build_model` from the parsed options; `--seed` reaches the detector unless an --option sets it."
+    opts = parse_options(a.option)
+    if _takes_seed(a.detector): opts.setdefault('seed', a.seed)
     return dict(backbone=a.backbone, layers=a.layers, weights=a.weights, detector=a.detector, size=a.size,
-                device=a.device, progress=not a.quiet, **parse_options(a.option))
+                device=a.device, progress=not a.quiet, **opts)
 
 # %% ../nbs/06_cli.ipynb #c8e04166
 def _save_atomic(path:Path, write):
-    "Call `write(file_object)` on a temporary file, then rename it to `path`."
+    "Call `write(file_object)` on a temporary file, then rename it to `path`; on any failure remove the temporary file."
     tmp = path.with_name(path.name + '.part')
-    with open(tmp, 'wb') as f: write(f)
-    tmp.replace(path)
+    try:
+        with open(tmp, 'wb') as f: write(f)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 def _write(path:Path, text:str):
     "Write `text` to `path` atomically (temporary file, then rename)."
     _save_atomic(path, lambda f: f.write(text.encode()))
+
+def _csv(rows:list[dict], fields:list[str])->str:
+    "CSV text with a header, from dicts."
+    import csv, io
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields); w.writeheader(); w.writerows(rows)
+    return buf.getvalue()
+
+def report_skipped(skipped:list[dict], # dicts with 'image' and 'reason' (and 'category' from evaluate)
+                   out:Path|None, # folder for skipped.csv (None: stderr only)
+                   command:str, # subcommand name, for the messages
+                  ):
+    "List skipped files on stderr, one line each, and in `out/skipped.csv` (always written, so no stale list remains)."
+    for r in skipped: print(f"anomaly-nb {command}: skipped {r['image']}: {r['reason']}", file=sys.stderr)
+    if out is None: return
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out/'skipped.csv', _csv(skipped, list(skipped[0]) if skipped else ['image', 'reason']))
 
 def metrics_json(table, # long table with 'category' and 'subset' columns (from `pipeline.evaluate`)
                 )->dict: # {"categories": {name: {..., "classes": {...}}}, "mean": {...}}
@@ -81,16 +112,18 @@ def save_table(table, # long metrics table from `pipeline.evaluate`
 def cmd_evaluate(a:argparse.Namespace):
     "Fit on each category's train/good, evaluate its test split, print and save the table."
     from anomaly_nb.pipeline import evaluate
-    table = evaluate(a.root, categories=a.categories, holdout=a.holdout, fpr=a.fpr, **_build(a))
+    table = evaluate(a.root, categories=a.categories, holdout=a.holdout, fpr=a.fpr, seed=a.seed, skip_bad=a.skip_bad, **_build(a))
     print(table.round(3).to_string(index=False))
     if a.out: save_table(table, a.out)
+    if a.skip_bad: report_skipped(table.attrs.get('skipped', []), a.out, 'evaluate')
     return table
 
-def _evaluate_one(model, category:Path, out:Path|None, title:str):
+def _evaluate_one(model, category:Path, out:Path|None, title:str, skip_bad:bool=False):
     "Evaluate a fitted model on one category; print the table; write table and report to `out`."
     from anomaly_nb.report import write_report
     from anomaly_nb.pipeline import long_table
-    table, pred = model.evaluate(category)
+    table, pred = model.evaluate(category, skip_bad)
+    if skip_bad: report_skipped([dict(image=str(s.path), reason=r) for s, r in pred.skipped], out, 'report')
     long = long_table(table, category.name)
     print(long.round(3).to_string(index=False))
     if out:
@@ -102,7 +135,7 @@ def cmd_report(a:argparse.Namespace):
     "Evaluate a saved model on a category and write the HTML report with the metrics."
     from anomaly_nb.saving import load_model
     model = load_model(a.model, weights=a.weights, device=a.device, progress=not a.quiet)
-    return _evaluate_one(model, Path(a.category), a.out, f'anomaly_nb report: {Path(a.category).name}')
+    return _evaluate_one(model, Path(a.category), a.out, f'anomaly_nb report: {Path(a.category).name}', a.skip_bad)
 
 def cmd_demo(a:argparse.Namespace):
     "Make a sample category, fit with a threshold from held-out good images, evaluate, write the report."
@@ -111,7 +144,7 @@ def cmd_demo(a:argparse.Namespace):
     out = a.out or Path('anomaly_nb_demo')
     cat = make_synthetic_category(out/'data'/'synthetic', seed=0)
     if not a.quiet: print(f"sample data written to {cat}", file=sys.stderr)
-    model = build_model(**_build(a)).fit(cat, holdout=0.1, fpr=0.05)
+    model = build_model(**_build(a)).fit(cat, holdout=0.1, fpr=0.05, seed=a.seed)
     long = _evaluate_one(model, cat, out, 'anomaly_nb demo: synthetic surfaces')
     print(f"metrics and report.html written to {out}")
     return long
@@ -121,7 +154,8 @@ def cmd_fit(a:argparse.Namespace):
     "Fit on good images and save the model folder."
     from anomaly_nb.pipeline import build_model
     from anomaly_nb.saving import save_model
-    model = build_model(**_build(a)).fit(a.data, holdout=a.holdout, fpr=a.fpr, seed=a.seed)
+    model = build_model(**_build(a)).fit(a.data, holdout=a.holdout, fpr=a.fpr, seed=a.seed, skip_bad=a.skip_bad)
+    if a.skip_bad: report_skipped([dict(image=str(s.path), reason=r) for s, r in model.skipped], None, 'fit')
     save_model(model, a.out)
     info = model.threshold_info
     msg = f"fitted on {model.n_train} images in {model.fit_s:.1f} s; model saved to {a.out}"
@@ -152,15 +186,15 @@ def _unique_stems(paths:list[Path])->list[str]:
 
 # %% ../nbs/06_cli.ipynb #c749aa66
 def cmd_predict(a:argparse.Namespace):
-    "Score images with a saved model; write maps, overlays and scores.csv."
-    import csv, io
+    "Score images with a saved model; write maps, overlays and scores.csv (and skipped.csv with --skip-bad)."
     from PIL import Image
     from anomaly_nb.data import load_image, list_images
     from anomaly_nb.maps import to_original
     from anomaly_nb.saving import load_model
     model = load_model(a.model, weights=a.weights, device=a.device, progress=not a.quiet)
     paths = [f for p in a.images for f in (list_images(p) if Path(p).is_dir() else [Path(p)])]
-    pred = model.predict(paths)
+    pred = model.predict(paths, skip_bad=a.skip_bad)
+    paths = [s.path for s in pred.samples]
     (a.out/'maps').mkdir(parents=True, exist_ok=True); (a.out/'overlays').mkdir(exist_ok=True)
     high = model.threshold if model.threshold is not None else float(pred.scores.max())
     rows = []
@@ -172,12 +206,11 @@ def cmd_predict(a:argparse.Namespace):
         verdict = '' if model.threshold is None else ('defect' if pred.scores[i] > model.threshold else 'ok')
         rows.append(dict(image=str(p), score=f'{pred.scores[i]:.6g}', verdict=verdict,
                          map=f'maps/{stem}.npy', overlay=f'overlays/{stem}.png'))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
-    _write(a.out/'scores.csv', buf.getvalue())
+    _write(a.out/'scores.csv', _csv(rows, list(rows[0])))
+    if a.skip_bad: report_skipped([dict(image=str(s.path), reason=r) for s, r in pred.skipped], a.out, 'predict')
     n_def = sum(r['verdict'] == 'defect' for r in rows)
     print(f"scored {len(rows)} images" + ('' if model.threshold is None else f", {n_def} above the threshold {model.threshold:.4g}")
-          + f"; results in {a.out}")
+          + (f", skipped {len(pred.skipped)} (see skipped.csv)" if pred.skipped else '') + f"; results in {a.out}")
     return rows
 
 # %% ../nbs/06_cli.ipynb #1bb3e083
@@ -186,6 +219,10 @@ def _saved_model_args(p:argparse.ArgumentParser):
     p.add_argument('--weights', default=None, help='backbone weights, if not where the model was fitted')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
+
+def _skip_bad_arg(p:argparse.ArgumentParser):
+    p.add_argument('--skip-bad', action='store_true', help='leave out unreadable images (and defect images without a usable '
+                   'mask), list them on stderr and in skipped.csv, and finish on the rest; default: stop at the first one')
 
 def make_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='anomaly-nb', description='Optical anomaly detection with frozen pre-trained features.')
@@ -196,39 +233,40 @@ def make_parser()->argparse.ArgumentParser:
     _model_args(e)
     e.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s)')
     e.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
-    e.set_defaults(func=cmd_evaluate)
+    _skip_bad_arg(e); e.set_defaults(func=cmd_evaluate)
     f = sub.add_parser('fit', help='fit on good images (MVTec AD category or plain folder) and save the model')
     f.add_argument('data', type=Path, help='MVTec AD category, or a folder of good images')
     _model_args(f)
     f.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s; 0: no threshold)')
     f.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
-    f.add_argument('--seed', type=int, default=0, help='seed of the held-out split (default: %(default)s)')
-    f.set_defaults(func=cmd_fit)
+    _skip_bad_arg(f); f.set_defaults(func=cmd_fit)
     pr = sub.add_parser('predict', help='score images with a saved model; write maps, overlays and scores.csv')
     pr.add_argument('model', type=Path, help='model folder written by fit')
     pr.add_argument('images', nargs='+', help='image files or folders')
     pr.add_argument('-o', '--out', type=Path, required=True, help='output folder')
-    _saved_model_args(pr); pr.set_defaults(func=cmd_predict)
+    _saved_model_args(pr); _skip_bad_arg(pr); pr.set_defaults(func=cmd_predict)
     r = sub.add_parser('report', help='evaluate a saved model on a category; write metrics and a self-contained HTML report')
     r.add_argument('model', type=Path, help='model folder written by fit')
     r.add_argument('category', type=Path, help='MVTec AD category with test/ and ground_truth/')
     r.add_argument('-o', '--out', type=Path, required=True, help='output folder (report.html, metrics.*)')
-    _saved_model_args(r); r.set_defaults(func=cmd_report)
+    _saved_model_args(r); _skip_bad_arg(r); r.set_defaults(func=cmd_report)
     d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate, print the metrics and write a report')
     _model_args(d); d.set_defaults(func=cmd_demo)
     return p
 
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `anomaly-nb` console script."
-    from anomaly_nb.data import DataError
+    from anomaly_nb.data import DataError, BadFileError
     from anomaly_nb.features import WeightsError
     from anomaly_nb.saving import ModelFileError
     p = make_parser()
     a = p.parse_args(argv)
     if a.command == 'fit' and a.out is None: p.error('fit needs -o/--out MODEL_DIR')
     try: a.func(a)
-    except (DataError, WeightsError, ModelFileError, ValueError, FileNotFoundError) as e:
-        print(f"anomaly-nb {a.command}: error: {e}", file=sys.stderr)
+    except (DataError, WeightsError, ModelFileError, ValueError, OSError) as e:
+        hint = (" (or rerun with --skip-bad to leave such files out)"
+                if isinstance(e, BadFileError) and hasattr(a, 'skip_bad') and not a.skip_bad else '')
+        print(f"anomaly-nb {a.command}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"anomaly-nb {a.command}: interrupted", file=sys.stderr)
