@@ -264,7 +264,7 @@ def main(argv:list[str]|None=None)->int:
     if a.command == 'fit' and a.out is None: p.error('fit needs -o/--out MODEL_DIR')
     try: a.func(a)
     except (DataError, WeightsError, ModelFileError, ValueError, OSError) as e:
-        hint = (" (or rerun with --skip-bad to leave such files out)"
+        hint = (" Or rerun with --skip-bad to leave such files out and list them."
                 if isinstance(e, BadFileError) and hasattr(a, 'skip_bad') and not a.skip_bad else '')
         print(f"anomaly-nb {a.command}: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
         return 1
