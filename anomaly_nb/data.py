@@ -47,8 +47,8 @@ def _to_rgb(img:Image.Image, # any Pillow mode
     return img if img.mode == 'RGB' else img.convert('RGB')
 
 # %% ../nbs/00_data.ipynb #9ccb767e
-def _open(path:Path, what:str)->Image.Image:
-    "Open and fully decode `path`, turning every Pillow failure into a `BadFileError` naming it."
+def _open(path:Path, what:str, decode:bool=True)->Image.Image:
+    "Open and fully decode `path` (only its header with `decode=False`), turning every Pillow failure into a `BadFileError`."
     path = Path(path)
     if not path.is_file(): raise BadFileError(f"{what} not found: {path}. Check the path.", path)
     if path.stat().st_size == 0: raise BadFileError(f"{what} is an empty (0-byte) file: {path}. Re-export or remove it.", path)
@@ -58,7 +58,7 @@ def _open(path:Path, what:str)->Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             img = Image.open(path)
-            img.load()
+            if decode: img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadFileError(f"{what} is too large to decode safely: {path} ({e}). Downscale it first.", path) from None
     except Image.UnidentifiedImageError:
@@ -320,6 +320,8 @@ class CheckedLoader:
 
     def __iter__(self):
         self.skipped, self.kept = [], []  # (sample, reason) of every file dropped; indices of those yielded
+        if not self.skip_bad:  # fail fast: a missing, empty or non-image file is found from its header, before any batch
+            for s in self.samples: _open(s.path, 'image', decode=False).close()
         for b in self.loader:
             errors = b.pop('error')
             bad = [j for j, e in enumerate(errors) if e]
