@@ -151,7 +151,9 @@ def split_holdout(samples:list, # normal samples
     "A seeded random split of normal samples into fitting and held-out sets (at least one each)."
     n_out = int(round(frac * len(samples)))
     if frac <= 0: return list(samples), []
-    if not 1 <= n_out < len(samples): raise DataError(f"cannot hold out {frac:.0%} of {len(samples)} images: need at least 2 images")
+    if not 1 <= n_out < len(samples):
+        raise DataError(f"cannot hold out {frac:.0%} of {len(samples)} images ({n_out} image{'s' * (n_out != 1)}): choose a fraction "
+                        "that holds out at least one image and keeps at least one, or 0 for no threshold (--holdout 0)")
     out = set(np.random.default_rng(seed).choice(len(samples), n_out, replace=False).tolist())
     return [s for i, s in enumerate(samples) if i not in out], [s for i, s in enumerate(samples) if i in out]
 
@@ -274,7 +276,8 @@ def select_categories(cats:list[Path], # categories found under a root
     if not names: return cats
     by_name = {c.name: c for c in cats}
     missing = [n for n in names if n not in by_name]
-    if missing: raise DataError(f"no categor{'y' if len(missing) == 1 else 'ies'} {missing}; found {sorted(by_name)}")
+    if missing: raise DataError(f"no categor{'y' if len(missing) == 1 else 'ies'} {missing}; found {sorted(by_name)}: "
+                                "name categories from that list")
     return [by_name[n] for n in names]
 
 def long_table(table, # one category's metrics table (rows: classes, 'all', 'mean')
