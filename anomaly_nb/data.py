@@ -62,7 +62,7 @@ def _open(path:Path, what:str, decode:bool=True)->Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadFileError(f"{what} is too large to decode safely: {path} ({e}). Downscale it first.", path) from None
     except Image.UnidentifiedImageError:
-        raise BadFileError(f"{what} is not an image Pillow can read: {path}. Remove it or convert it to PNG.", path) from None
+        raise BadFileError(f"{what} file {path} is not an image Pillow can read. Remove it or convert it to PNG.", path) from None
     except Exception as e:  # a damaged file can fail anywhere inside a decoder
         raise BadFileError(f"{what} is corrupt or truncated: {path} ({type(e).__name__}: {e}). Re-export or remove it.", path) from None
     finally: Image.MAX_IMAGE_PIXELS = old
