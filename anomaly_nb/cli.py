@@ -47,9 +47,12 @@ def _takes_seed(detector:str)->bool:
     return 'seed' in inspect.signature(DETECTORS.get(detector.lower(), PyODDetector)).parameters
 
 def _build(a:argparse.Namespace):
-    "Keyword arguments of `build_model` from the parsed options; `--seed` reaches the detector unless an --option sets it."
+    "Keyword arguments of `build_model` from the parsed options; `--seed` reaches the detector and a random backbone."
     opts = parse_options(a.option)
-    if _takes_seed(a.detector): opts.setdefault('seed', a.seed)
+    if _takes_seed(a.detector): opts.setdefault('seed', a.seed)  # unless an --option sets it
+    if str(a.weights) == 'random':  # random backbone weights come from torch's global generator
+        import torch
+        torch.manual_seed(a.seed)
     return dict(backbone=a.backbone, layers=a.layers, weights=a.weights, detector=a.detector, size=a.size,
                 device=a.device, progress=not a.quiet, **opts)
 
