@@ -34,6 +34,7 @@ def _model_args(p:argparse.ArgumentParser):
     p.add_argument('--detector', default='padim', help="padim, knn, gaussian, lunar, or a PyOD model 'pyod.<module>.<Class>' (default: %(default)s)")
     p.add_argument('--option', action='append', metavar='KEY=VALUE', help='detector option, repeatable (e.g. k=3)')
     p.add_argument('--size', type=int, default=256, help='input size in pixels (default: %(default)s)')
+    p.add_argument('--resize', choices=['pad', 'stretch'], default='pad', help="'pad' keeps the aspect ratio, 'stretch' fills the square (default: %(default)s)")
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     p.add_argument('-o', '--out', type=Path, default=None, help='folder for metrics.csv, metrics.md and metrics.json')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
@@ -53,7 +54,7 @@ def _build(a:argparse.Namespace):
     if str(a.weights) == 'random':  # random backbone weights come from torch's global generator
         import torch
         torch.manual_seed(a.seed)
-    return dict(backbone=a.backbone, layers=a.layers, weights=a.weights, detector=a.detector, size=a.size,
+    return dict(backbone=a.backbone, layers=a.layers, weights=a.weights, detector=a.detector, size=a.size, resize=a.resize,
                 device=a.device, progress=not a.quiet, **opts)
 
 # %% ../nbs/06_cli.ipynb #c8e04166

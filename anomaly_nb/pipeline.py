@@ -59,7 +59,7 @@ class AnomalyModel:
                  extractor:FeatureExtractor, # from `anomaly_nb.features`
                  detector:Detector, # from `anomaly_nb.detectors` (or any object with fit / decision_function)
                  size:int|tuple[int,int]=256, # input (height, width)
-                 resize:str='stretch', # 'stretch' or 'pad' (keep aspect ratio)
+                 resize:str='pad', # 'pad' (keep the aspect ratio; default) or 'stretch'
                  pooled:bool=False, # image-level features (one vector per image, no maps)
                  sigma:float=4.0, # Gaussian blur of the maps, in pixels
                  topk:float|None=None, # image score: None = max of the map, else top-k mean (see `image_scores`)
@@ -255,7 +255,7 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
                 weights:str|Path='pretrained', # 'pretrained', 'random', or a local weights file/folder
                 detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', or a PyOD model (see `get_detector`)
                 size:int|tuple[int,int]=256, # input size
-                resize:str='stretch', # 'stretch' or 'pad'
+                resize:str='pad', # 'pad' (keep the aspect ratio) or 'stretch'
                 pooled:bool=False, # image-level features (no maps)
                 sigma:float=4.0, # blur of the maps
                 topk:float|None=None, # image score reduction
