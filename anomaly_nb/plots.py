@@ -20,12 +20,17 @@ from bokeh.models import (BoxZoomTool, ColorBar, ColumnDataSource, CustomJS, Cus
                           Image as ImageGlyph, ImageRGBA, LinearColorMapper, Plot, Range1d, Slider)
 from bokeh.palettes import Category10_10, Category20_20, turbo
 from bokeh.plotting import figure
-from bokeh.resources import INLINE
+from bokeh.resources import INLINE, Resources
+from bokeh.core.templates import AUTOLOAD_NB_JS
+from bokeh.embed.bundle import bundle_for_objs_and_resources
+from bokeh.io import output_notebook
+from bokeh.io.notebook import install_notebook_hook, show_app as nb_show_app, show_doc as nb_show_doc
 
 # %% auto #0
-__all__ = ['image_to_uint8', 'pack_rgba', 'image_figure', 'pixel_hover', 'plot_image', 'plot_scalar', 'add_segmentation',
-           'mask_boxes', 'add_boxes', 'add_score_map', 'with_opacity_slider', 'link_ranges', 'row_of', 'grid_of',
-           'plot_roc', 'png_data_uri', 'plot_scatter', 'plot_embeddings', 'plot_png', 'save_html']
+__all__ = ['OFFLINE_NOTEBOOK', 'image_to_uint8', 'pack_rgba', 'image_figure', 'pixel_hover', 'plot_image', 'plot_scalar',
+           'add_segmentation', 'mask_boxes', 'add_boxes', 'add_score_map', 'with_opacity_slider', 'link_ranges',
+           'row_of', 'grid_of', 'plot_roc', 'png_data_uri', 'plot_scatter', 'plot_embeddings', 'plot_png', 'save_html',
+           'bokehjs_loader', 'output_notebook_offline']
 
 # %% ../nbs/07_plots.ipynb #905e02f4
 def image_to_uint8(img, # PIL image, or array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
@@ -346,7 +351,7 @@ def plot_embeddings(embeddings:dict, # {name: (n, 2) or (n, 3) points}, the same
     for name, e in embs.items():
         if e.ndim != 2 or e.shape[1] not in (2, 3): raise ValueError(f"embedding {name!r}: expected points (n, 2) or (n, 3), got shape {e.shape}")
         _check_points(len(e), classes, thumbnails)
-    cols = {f'e{i}_{j}': e[:, j] for i, e in enumerate(embs.values()) for j in range(e.shape[1])}
+    cols = {f'e{i}_{j}': e[:, j].astype(np.float32) for i, e in enumerate(embs.values()) for j in range(e.shape[1])}  # half the bytes of float64
     sources = _class_sources(classes, cols, thumbnails, thumb_size)
     tips = _thumb_tooltip(thumb_size) if thumbnails is not None else [('class', '@cls'), ('index', '@idx')]
     rows = []
@@ -403,3 +408,25 @@ def save_html(obj, # figure or layout
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+# %% ../nbs/07_plots.ipynb #c659c006
+def bokehjs_loader(resources:Resources, # usually `Resources(mode='inline', components=[...])`
+                   load_timeout:int=5000, # milliseconds before figures stop waiting for BokehJS
+                  )->str: # JavaScript that loads BokehJS into a notebook page
+    "The notebook loader script for `resources`, rendered with Bokeh's own template."
+    return AUTOLOAD_NB_JS.render(bundle=bundle_for_objs_and_resources(None, resources), elementid=None, force=True,
+                                 timeout=load_timeout, register_mime=True)
+
+def _load_once(resources=None, verbose=False, hide_banner=False, load_timeout=5000):
+    "Notebook 'load' hook: publish the loader once, as application/javascript."
+    from IPython.display import publish_display_data
+    publish_display_data({'application/javascript': bokehjs_loader(resources or Resources(mode='inline', components=['bokeh']), load_timeout)})
+
+OFFLINE_NOTEBOOK = 'anomaly_nb_offline'
+
+def output_notebook_offline(components:tuple=('bokeh',), # BokehJS parts: 'bokeh', 'bokeh-widgets', 'bokeh-tables', 'bokeh-gl', 'bokeh-mathjax'
+                           ):
+    "Show Bokeh figures in this notebook with BokehJS stored in it once: works with no network."
+    install_notebook_hook(OFFLINE_NOTEBOOK, _load_once, nb_show_doc, nb_show_app, overwrite=True)
+    output_notebook(Resources(mode='inline', components=list(components)), hide_banner=True, notebook_type=OFFLINE_NOTEBOOK)
+
