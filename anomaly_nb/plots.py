@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot, row
 from bokeh.models import (BoxZoomTool, ColorBar, ColumnDataSource, CustomJS, CustomJSHover, GlyphRenderer, HoverTool,
-                          Image as ImageGlyph, ImageRGBA, LinearColorMapper, Plot, Range1d, Slider)
+                          Image as ImageGlyph, ImageRGBA, Legend, LegendItem, LinearColorMapper, Plot, Range1d, Slider)
 from bokeh.palettes import Category10_10, Category20_20, turbo
 from bokeh.plotting import figure
 from bokeh.resources import INLINE, Resources
@@ -361,12 +361,12 @@ def plot_embeddings(embeddings:dict, # {name: (n, 2) or (n, 3) points}, the same
             p = figure(title=name if a == 0 and b == 1 else None, x_range=ranges[a], y_range=ranges[b],
                        frame_width=width, frame_height=width, x_axis_label=f'{axis_label} {a + 1}',
                        y_axis_label=f'{axis_label} {b + 1}', tools='pan,wheel_zoom,box_select,lasso_select,tap,reset,save')
-            first = i == 0 and not panels
-            rs = [p.scatter(f'e{i}_{a}', f'e{i}_{b}', source=src, size=7, color=color, alpha=0.8, name=str(c),
-                            **(dict(legend_label=str(c)) if first else {}))
+            rs = [p.scatter(f'e{i}_{a}', f'e{i}_{b}', source=src, size=7, color=color, alpha=0.8, name=str(c))
                   for c, color, src in sources]
             p.add_tools(HoverTool(renderers=rs, tooltips=tips))
-            if first: p.legend.click_policy, p.legend.label_text_font_size = 'hide', '8pt'
+            if i == 0 and not panels:  # the legend beside the first panel, where it hides no points
+                items = [LegendItem(label=str(c), renderers=[r]) for (c, _, _), r in zip(sources, rs)]
+                p.add_layout(Legend(items=items, click_policy='hide', label_text_font_size='8pt'), 'right')
             panels.append(p)
         rows.append(panels)
     return gridplot(rows, toolbar_location='right')
