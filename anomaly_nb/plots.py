@@ -17,15 +17,20 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot, row
 from bokeh.models import (BoxZoomTool, ColorBar, ColumnDataSource, CustomJS, CustomJSHover, GlyphRenderer, HoverTool,
-                          Image as ImageGlyph, ImageRGBA, LinearColorMapper, Plot, Range1d, Slider)
+                          Image as ImageGlyph, ImageRGBA, Legend, LegendItem, LinearColorMapper, Plot, Range1d, Slider)
 from bokeh.palettes import Category10_10, Category20_20, turbo
 from bokeh.plotting import figure
-from bokeh.resources import INLINE
+from bokeh.resources import INLINE, Resources
+from bokeh.core.templates import AUTOLOAD_NB_JS
+from bokeh.embed.bundle import bundle_for_objs_and_resources
+from bokeh.io import output_notebook
+from bokeh.io.notebook import install_notebook_hook, show_app as nb_show_app, show_doc as nb_show_doc
 
 # %% auto #0
-__all__ = ['image_to_uint8', 'pack_rgba', 'image_figure', 'pixel_hover', 'plot_image', 'plot_scalar', 'add_segmentation',
-           'mask_boxes', 'add_boxes', 'add_score_map', 'with_opacity_slider', 'link_ranges', 'row_of', 'grid_of',
-           'plot_roc', 'png_data_uri', 'plot_scatter', 'save_html']
+__all__ = ['OFFLINE_NOTEBOOK', 'image_to_uint8', 'pack_rgba', 'image_figure', 'pixel_hover', 'plot_image', 'plot_scalar',
+           'add_segmentation', 'mask_boxes', 'add_boxes', 'add_score_map', 'with_opacity_slider', 'link_ranges',
+           'row_of', 'grid_of', 'plot_roc', 'png_data_uri', 'plot_scatter', 'plot_embeddings', 'plot_png', 'save_html',
+           'bokehjs_loader', 'output_notebook_offline']
 
 # %% ../nbs/07_plots.ipynb #905e02f4
 def image_to_uint8(img, # PIL image, or array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
@@ -267,17 +272,41 @@ def plot_roc(curves:dict, # {name: (labels, scores)}, labels 1 = defect, higher 
 def png_data_uri(img, # anything `image_to_uint8` accepts
                  size:int|None=64, # largest side after shrinking, None = keep the size
                 )->str: # "data:image/png;base64,..."
-    "Encode an image as a base64 PNG data URI, shrunk to at most `size` pixels a side."
-    im = Image.fromarray(image_to_uint8(img))
+    "Encode an image as a base64 PNG data URI, shrunk to at most `size` pixels a side, in the smallest lossless mode."
+    a = image_to_uint8(img)
+    opaque, gray = (a[..., 3] == 255).all(), (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+    im = Image.fromarray(a[..., 0] if opaque and gray else a[..., :3] if opaque else a)
     if size: im.thumbnail((size, size))
-    buf = io.BytesIO(); im.save(buf, format='PNG')
+    buf = io.BytesIO(); im.save(buf, format='PNG', optimize=True)
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
+
 
 # %% ../nbs/07_plots.ipynb #e594050f
 def _thumb_tooltip(size):
     return (f'<div style="display:flex;gap:6px;align-items:center">'
             f'<img src="@thumb" alt="#@idx" style="width:{size}px;image-rendering:pixelated;border:1px solid #ccc">'
             '<div><b>@cls</b><br>#@idx</div></div>')
+
+def _class_sources(classes:list, # n class labels
+                   columns:dict, # {column name: n values}
+                   thumbnails:list|None=None, # n images, or None
+                   thumb_size:int=64, # largest side of a thumbnail
+                  )->list: # [(class, colour, ColumnDataSource)], classes sorted where they can be
+    "One data source per class holding its rows of `columns`, the class name, the row index and the thumbnail."
+    uniq = list(dict.fromkeys(classes))
+    try: uniq = sorted(uniq)
+    except TypeError: pass
+    out = []
+    for c, color in zip(uniq, _palette(len(uniq))):
+        idx = np.array([i for i, k in enumerate(classes) if k == c])
+        data = {k: np.asarray(v)[idx] for k, v in columns.items()} | dict(cls=[str(c)] * len(idx), idx=idx)
+        if thumbnails is not None: data['thumb'] = [png_data_uri(thumbnails[i], thumb_size) for i in idx]
+        out.append((c, color, ColumnDataSource(data)))
+    return out
+
+def _check_points(n:int, classes:list, thumbnails):
+    if len(classes) != n or (thumbnails is not None and len(thumbnails) != n):
+        raise ValueError(f"{n} points, {len(classes)} classes, {'no' if thumbnails is None else len(thumbnails)} thumbnails")
 
 def plot_scatter(xy:np.ndarray, # (n, 2) points
                  classes, # n class labels (any values; shown as text)
@@ -290,23 +319,76 @@ def plot_scatter(xy:np.ndarray, # (n, 2) points
     xy = np.asarray(xy, dtype=float)
     if xy.ndim != 2 or xy.shape[1] != 2: raise ValueError(f"expected points (n, 2), got shape {xy.shape}")
     classes = list(classes)
-    if len(classes) != len(xy) or (thumbnails is not None and len(thumbnails) != len(xy)):
-        raise ValueError(f"{len(xy)} points, {len(classes)} classes, {'no' if thumbnails is None else len(thumbnails)} thumbnails")
-    uniq = list(dict.fromkeys(classes))
-    try: uniq = sorted(uniq)
-    except TypeError: pass
+    _check_points(len(xy), classes, thumbnails)
     p = figure(title=title, frame_width=width, frame_height=width, tools='pan,wheel_zoom,box_zoom,reset,save')
-    rs = []
-    for c, color in zip(uniq, _palette(len(uniq))):
-        idx = np.array([i for i, k in enumerate(classes) if k == c])
-        data = dict(x=xy[idx, 0], y=xy[idx, 1], cls=[str(c)] * len(idx), idx=idx)
-        if thumbnails is not None: data['thumb'] = [png_data_uri(thumbnails[i], thumb_size) for i in idx]
-        rs.append(p.scatter('x', 'y', source=ColumnDataSource(data), size=8, color=color, alpha=0.8,
-                            legend_label=str(c), name=str(c)))
+    rs = [p.scatter('x', 'y', source=src, size=8, color=color, alpha=0.8, legend_label=str(c), name=str(c))
+          for c, color, src in _class_sources(classes, dict(x=xy[:, 0], y=xy[:, 1]), thumbnails, thumb_size)]
     tips = _thumb_tooltip(thumb_size) if thumbnails is not None else [('class', '@cls'), ('index', '@idx')]
     p.add_tools(HoverTool(renderers=rs, tooltips=tips))
     if rs: p.legend.click_policy = 'hide'
     return p
+
+
+# %% ../nbs/07_plots.ipynb #bfcfb1bc
+def _padded_range(v:np.ndarray, pad:float=0.05)->Range1d:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    r = hi - lo or 1.0
+    return Range1d(lo - pad * r, hi + pad * r)
+
+def _axis_pairs(k:int)->list: return [(0, 1)] if k == 2 else [(0, 1), (0, 2), (1, 2)]
+
+def plot_embeddings(embeddings:dict, # {name: (n, 2) or (n, 3) points}, the same n images in each
+                    classes, # n class labels (any values; shown as text)
+                    thumbnails:list|None=None, # n small images shown on hover, or None
+                    thumb_size:int=64, # largest side of a thumbnail, in pixels
+                    width:int=260, # frame width and height of each panel, in screen pixels
+                    axis_label:str='UMAP', # axes are labelled "<axis_label> 1", "<axis_label> 2", ...
+                   ): # grid: a row per embedding, a panel per axis pair
+    "Embeddings of the same images as a grid of linked scatter panels: shared selection, thumbnails on hover."
+    classes = list(classes)
+    embs = {str(k): np.asarray(v, dtype=float) for k, v in embeddings.items()}
+    if not embs: raise ValueError("no embeddings to plot")
+    for name, e in embs.items():
+        if e.ndim != 2 or e.shape[1] not in (2, 3): raise ValueError(f"embedding {name!r}: expected points (n, 2) or (n, 3), got shape {e.shape}")
+        _check_points(len(e), classes, thumbnails)
+    cols = {f'e{i}_{j}': e[:, j].astype(np.float32) for i, e in enumerate(embs.values()) for j in range(e.shape[1])}  # half the bytes of float64
+    sources = _class_sources(classes, cols, thumbnails, thumb_size)
+    tips = _thumb_tooltip(thumb_size) if thumbnails is not None else [('class', '@cls'), ('index', '@idx')]
+    rows = []
+    for i, (name, e) in enumerate(embs.items()):
+        ranges, panels = [_padded_range(e[:, j]) for j in range(e.shape[1])], []
+        for a, b in _axis_pairs(e.shape[1]):
+            p = figure(title=name if a == 0 and b == 1 else None, x_range=ranges[a], y_range=ranges[b],
+                       frame_width=width, frame_height=width, x_axis_label=f'{axis_label} {a + 1}',
+                       y_axis_label=f'{axis_label} {b + 1}', tools='pan,wheel_zoom,box_select,lasso_select,tap,reset,save')
+            rs = [p.scatter(f'e{i}_{a}', f'e{i}_{b}', source=src, size=7, color=color, alpha=0.8, name=str(c))
+                  for c, color, src in sources]
+            p.add_tools(HoverTool(renderers=rs, tooltips=tips))
+            if i == 0 and not panels:  # the legend beside the first panel, where it hides no points
+                items = [LegendItem(label=str(c), renderers=[r]) for (c, _, _), r in zip(sources, rs)]
+                p.add_layout(Legend(items=items, click_policy='hide', label_text_font_size='8pt'), 'right')
+            panels.append(p)
+        rows.append(panels)
+    return gridplot(rows, toolbar_location='right')
+
+
+# %% ../nbs/07_plots.ipynb #fba48e47
+def plot_png(img, # anything `image_to_uint8` accepts
+             title:str|None=None, # figure title
+             size:int=160, # largest side of the embedded PNG, in pixels
+             width:int|None=None, # frame width in screen pixels; default: the PNG's width
+            )->figure:
+    "Light figure of an image embedded as a compressed PNG (no pixel hover), for galleries."
+    a = image_to_uint8(img)
+    s = min(1.0, size / max(a.shape[:2]))
+    h, w = max(1, round(a.shape[0] * s)), max(1, round(a.shape[1] * s))
+    fw = int(width or w)
+    p = figure(title=title, x_range=Range1d(0, w, bounds='auto'), y_range=Range1d(0, h, bounds='auto'), frame_width=fw,
+               frame_height=max(1, round(fw * h / w)), tools='pan,wheel_zoom,reset', toolbar_location=None)
+    p.image_url(url=[png_data_uri(a, size)], x=0, y=0, w=w, h=h, anchor='bottom_left', name='png')
+    p.axis.visible = p.grid.visible = False
+    return p
+
 
 # %% ../nbs/07_plots.ipynb #cb3fa7cc
 def save_html(obj, # figure or layout
@@ -326,3 +408,25 @@ def save_html(obj, # figure or layout
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+# %% ../nbs/07_plots.ipynb #c659c006
+def bokehjs_loader(resources:Resources, # usually `Resources(mode='inline', components=[...])`
+                   load_timeout:int=5000, # milliseconds before figures stop waiting for BokehJS
+                  )->str: # JavaScript that loads BokehJS into a notebook page
+    "The notebook loader script for `resources`, rendered with Bokeh's own template."
+    return AUTOLOAD_NB_JS.render(bundle=bundle_for_objs_and_resources(None, resources), elementid=None, force=True,
+                                 timeout=load_timeout, register_mime=True)
+
+def _load_once(resources=None, verbose=False, hide_banner=False, load_timeout=5000):
+    "Notebook 'load' hook: publish the loader once, as application/javascript."
+    from IPython.display import publish_display_data
+    publish_display_data({'application/javascript': bokehjs_loader(resources or Resources(mode='inline', components=['bokeh']), load_timeout)})
+
+OFFLINE_NOTEBOOK = 'anomaly_nb_offline'
+
+def output_notebook_offline(components:tuple=('bokeh',), # BokehJS parts: 'bokeh', 'bokeh-widgets', 'bokeh-tables', 'bokeh-gl', 'bokeh-mathjax'
+                           ):
+    "Show Bokeh figures in this notebook with BokehJS stored in it once: works with no network."
+    install_notebook_hook(OFFLINE_NOTEBOOK, _load_once, nb_show_doc, nb_show_app, overwrite=True)
+    output_notebook(Resources(mode='inline', components=list(components)), hide_banner=True, notebook_type=OFFLINE_NOTEBOOK)
+
