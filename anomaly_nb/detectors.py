@@ -209,41 +209,49 @@ def _project(X:np.ndarray, proj_dim:int, seed:int, dev)->torch.Tensor:
     P = torch.randn(X.shape[1], proj_dim, generator=torch.Generator().manual_seed(seed)) / math.sqrt(proj_dim)
     return Z @ P.to(dev)
 
+def _parts(N:int, B:int, rng)->np.ndarray:
+    "Row indices split into B random parts, as a (B, L) array padded with -1 (one part: the rows in order)."
+    order = np.arange(N) if B == 1 else rng.permutation(N)
+    L = math.ceil(N / B)
+    out = np.full(B * L, -1, np.int64)
+    sizes = N // B + (np.arange(B) < N % B)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for b in range(B): out[b * L:b * L + sizes[b]] = order[starts[b]:starts[b] + sizes[b]]
+    return out.reshape(B, L)
+
 def greedy_coreset(X:np.ndarray, # features, shape (N, d)
                    n:int, # number of points to select (all if n >= N)
                    proj_dim:int=128, # random projection dimension, used only when d > proj_dim
-                   seed:int=0, # seeds the projection and the starting point
-                   progress:bool=False # show a tqdm progress bar
+                   seed:int=0, # seeds the projection, the parts and the starting points
+                   progress:bool=False, # show a tqdm progress bar
+                   part_size:int|None=None, # None: one greedy run over all rows (PatchCore); else random parts of about this many rows
                   )->np.ndarray: # selected row indices, in selection order, shape (min(n, N),)
-    "PatchCore's greedy k-center coreset, updating only the points that the new centre can take over."
+    "PatchCore's greedy k-center coreset, optionally run on random parts of the rows at once (n / parts points each)."
     X = check_features(X, name='coreset features')
     N = len(X)
     if n < 1: raise ValueError(f"coreset size must be >= 1, got {n}")
     if n >= N: return np.arange(N)
-    dev = _device()
+    dev, rng = _device(), np.random.default_rng(seed)
+    B = 1 if part_size is None else max(1, min(math.ceil(N / part_size), n))
+    rows = _parts(N, B, rng)                                   # (B, L), -1 = padding
+    j = torch.tensor([rng.integers(int((r >= 0).sum())) for r in rows], device=dev)  # a seeded start per part
     Z = _project(X, proj_dim, seed, dev)
-    sq = (Z * Z).sum(1)
-    C, csq = torch.empty(n, Z.shape[1], device=dev), torch.empty(n, device=dev)  # the centres, their squared norms
-    mind = torch.full((N,), float('inf'), device=dev)       # squared distance to the nearest centre (-1: selected)
-    owner = torch.zeros(N, dtype=torch.long, device=dev)    # that centre
-    rad = torch.zeros(n, device=dev)                        # upper bound of mind over each centre's points
-    sel, j = np.empty(n, np.int64), int(np.random.default_rng(seed).integers(N))
-    for i in tqdm(range(n), disable=not progress, desc='coreset'):
-        sel[i], C[i], csq[i] = j, Z[j], sq[j]
-        idx = None                                          # None: every point
-        if i:
-            dc = torch.addmv(csq[:i], C[:i], Z[j], alpha=-2).add_(sq[j])     # squared centre-to-new-centre distances
-            idx = (rad[:i] * (4 * (1 + 1e-4)) + 1e-6 > dc)[owner].nonzero().squeeze(1)
-            if 2 * len(idx) > N: idx = None                 # most points: one pass over all is cheaper than gathering
-        rows, rsq = (Z, sq) if idx is None else (Z[idx], sq[idx])
-        d2 = torch.addmv(rsq, rows, Z[j], alpha=-2).add_(sq[j]).clamp_min_(0)
-        better = d2 < (mind if idx is None else mind[idx])
-        moved = better.nonzero().squeeze(1) if idx is None else idx[better]
-        mind[moved], owner[moved] = d2[better], i
-        rad[i] = d2[better].max() if len(moved) else 0.
-        mind[j] = -1.                                       # never pick a selected point again
-        j = int(torch.argmax(mind))
-    return sel
+    R = torch.from_numpy(rows).to(dev)
+    Z = Z[R.clamp_min(0)]                                      # (B, L, p): the parts side by side
+    sq = (Z * Z).sum(2)
+    mind = torch.full_like(sq, float('inf')).masked_fill_(R < 0, -float('inf'))  # padding is never picked
+    q, ar = math.ceil(n / B), torch.arange(B, device=dev)
+    sel = torch.empty(q, B, dtype=torch.long, device=dev)
+    for i in tqdm(range(q), disable=not progress, desc='coreset'):
+        sel[i] = j
+        buf = torch.bmm(Z, Z[ar, j].unsqueeze(2)).squeeze(2)   # one matrix-vector product per part, in one call
+        buf.mul_(-2).add_(sq).add_(sq[ar, j].unsqueeze(1)).clamp_min_(0)   # squared distances to the newest points
+        torch.minimum(mind, buf, out=mind)
+        mind[ar, j] = -1.                                      # never pick a selected point again
+        j = mind.argmax(1)
+    picked = R[ar, sel].reshape(-1).cpu().numpy()             # selection order, parts interleaved
+    _, first = np.unique(picked, return_index=True)            # an exhausted small part repeats points: keep the first
+    return picked[np.sort(first)][:n]
 
 # %% ../nbs/02_detectors.ipynb #857fb41e
 INDEXES, DTYPES = ('flat', 'ivf', 'hnsw'), ('float32', 'float16')
@@ -353,6 +361,7 @@ class KNNDetector(Detector):
                  max_bank:int|None=10_000, # upper bound on the bank size (for 'random' / 'coreset'); None: no bound
                  seed:int=0, # seed for the subsampling (and IVF's k-means)
                  proj_dim:int=128, # random projection dimension for the coreset
+                 part_size:int|None=20_000, # coreset in random parts of about this many rows (see `greedy_coreset`); None: one run
                  index:str='flat', # 'flat' (exact), 'ivf' or 'hnsw' (approximate; see `knn_index`)
                  dtype:str='float32', # bank storage: 'float32' or 'float16'
                  nlist:int|None=None, # IVF cells; None: about 4 sqrt(bank size)
@@ -370,7 +379,7 @@ class KNNDetector(Detector):
         if search == 'torch' and index != 'flat': raise ValueError(f"search='torch' is exact: it needs index='flat', got {index!r}")
         store_attr()
     __repr__ = basic_repr('k,bank,ratio,max_bank,seed')
-    _params = 'k bank ratio max_bank seed proj_dim index dtype nlist nprobe hnsw_m ef_search search chunk'.split()
+    _params = 'k bank ratio max_bank seed proj_dim part_size index dtype nlist nprobe hnsw_m ef_search search chunk'.split()
 
     def bank_size(self, n:int # number of training rows
                  )->int: # number of bank vectors kept
@@ -388,7 +397,7 @@ class KNNDetector(Detector):
         m = self.bank_size(len(X))
         self.bank_idx_ = np.arange(len(X))  # training rows in the bank, in bank order (not saved)
         if m < len(X):
-            self.bank_idx_ = np.sort(greedy_coreset(X, m, self.proj_dim, self.seed, self.progress) if self.bank == 'coreset'
+            self.bank_idx_ = np.sort(greedy_coreset(X, m, self.proj_dim, self.seed, self.progress, self.part_size) if self.bank == 'coreset'
                                      else random_subsample(len(X), m, self.seed))
             X = X[self.bank_idx_]
         self._set_index(knn_index(X, self.index, self.dtype, self.nlist, self.hnsw_m, self.seed))
@@ -454,6 +463,7 @@ class PyODDetector(Detector):
                  seed:int=0, # seeds the sample, numpy and torch
                  chunk:int=100_000, # rows per `decision_function` call
                  sample:str='random', # how the rows are chosen: 'random' (uniform) or 'coreset' (greedy k-center)
+                 part_size:int|None=20_000, # coreset sample: random parts of about this many rows (see `greedy_coreset`)
                 ):
         if sample not in ('random', 'coreset'): raise ValueError(f"sample must be 'random' or 'coreset', got {sample!r}")
         if model is None:
@@ -464,7 +474,7 @@ class PyODDetector(Detector):
 
     def _fit(self, X):
         if self.max_samples is not None and len(X) > self.max_samples:
-            X = X[np.sort(greedy_coreset(X, self.max_samples, seed=self.seed) if self.sample == 'coreset'
+            X = X[np.sort(greedy_coreset(X, self.max_samples, seed=self.seed, part_size=self.part_size) if self.sample == 'coreset'
                           else random_subsample(len(X), self.max_samples, self.seed))]
         with seeded(self.seed):
             self.model_ = _copy_model(self.model)
@@ -487,7 +497,8 @@ def _lunar_state(det:'PyODDetector')->tuple[dict, dict]:
     arrays = {'neigh_X': np.asarray(m.neigh._fit_X, np.float32)}
     if m.scaler_ is not None: arrays.update({'scaler_min': m.scaler_.min_, 'scaler_scale': m.scaler_.scale_})
     arrays.update({f'net.{k}': v.detach().cpu().numpy() for k, v in m.network.state_dict().items()})
-    params = dict(name='lunar', max_samples=det.max_samples, seed=det.seed, chunk=det.chunk, sample=det.sample, d=det.d_,
+    params = dict(name='lunar', max_samples=det.max_samples, seed=det.seed, chunk=det.chunk, sample=det.sample,
+                  part_size=det.part_size, d=det.d_,
                   lunar={k: getattr(m, k) for k in _LUNAR_ARGS}, scaled=m.scaler_ is not None)
     return params, arrays
 
@@ -508,7 +519,7 @@ def _lunar_from_state(params:dict, arrays:dict)->'PyODDetector':
                                metric=m.metric, p=m.p, n_jobs=m.n_jobs).fit(arrays['neigh_X'])
     m.decision_scores_ = np.zeros(0)  # marks the model fitted for PyOD's check
     det = PyODDetector(LUNAR(**params['lunar']), max_samples=params['max_samples'], seed=params['seed'], chunk=params['chunk'],
-                       sample=params.get('sample', 'random'))
+                       sample=params.get('sample', 'random'), part_size=params.get('part_size', 20_000))
     det.model_, det.d_ = m, int(params['d'])
     return det
 
@@ -521,11 +532,13 @@ def from_state(cls:PyODDetector, params:dict, arrays:dict): return _lunar_from_s
 def lunar(max_samples:int|None=20_000, # fit on at most this many rows
           seed:int=0, # seeds the sample, numpy, torch and LUNAR's `random_state`
           sample:str='random', # 'random' or 'coreset' (see `PyODDetector`)
+          part_size:int|None=20_000, # coreset sample: rows per random part
           **kwargs # passed to `pyod.models.lunar.LUNAR` (e.g. n_neighbours, n_epochs)
          )->PyODDetector:
     "PyOD's LUNAR (graph neural network over k-NN distances) on a bounded sample."
     from pyod.models.lunar import LUNAR
-    return PyODDetector(LUNAR(**{'random_state': seed, **kwargs}), max_samples=max_samples, seed=seed, sample=sample)
+    return PyODDetector(LUNAR(**{'random_state': seed, **kwargs}), max_samples=max_samples, seed=seed, sample=sample,
+                        part_size=part_size)
 
 # %% ../nbs/02_detectors.ipynb #50c2e489
 def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
