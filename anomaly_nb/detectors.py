@@ -473,9 +473,11 @@ class PyODDetector(Detector):
     __repr__ = basic_repr('model,max_samples,seed,sample')
 
     def _fit(self, X):
+        self.sample_idx_ = np.arange(len(X))  # training rows the model was fitted on (not saved)
         if self.max_samples is not None and len(X) > self.max_samples:
-            X = X[np.sort(greedy_coreset(X, self.max_samples, seed=self.seed, part_size=self.part_size) if self.sample == 'coreset'
-                          else random_subsample(len(X), self.max_samples, self.seed))]
+            self.sample_idx_ = np.sort(greedy_coreset(X, self.max_samples, seed=self.seed, part_size=self.part_size)
+                                       if self.sample == 'coreset' else random_subsample(len(X), self.max_samples, self.seed))
+            X = X[self.sample_idx_]
         with seeded(self.seed):
             self.model_ = _copy_model(self.model)
             self.model_.fit(X)
