@@ -238,7 +238,7 @@ def fmt(x, spec):
 
 
 def table(rows, meta):
-    lines = ['| detector setting | n_train | bank | fit (s) | detector fit (s) | score (s/image) | images/s | '
+    lines = ['| detector setting | n_train | bank | fit (s) | detector fit (s, wall / CPU) | score (s/image) | images/s | '
              'peak RSS (MB) | image AUROC | pixel AUROC | PRO | recall@1 |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
@@ -248,9 +248,9 @@ def table(rows, meta):
             fit, det_fit, per = r['fit_s'], None, r['score_s_per_image']
         else:
             fit = r['n_train'] * meta['train_s_per_image'] + r['fit_s']
-            det_fit = r['fit_s']
+            det_fit = f"{r['fit_s']:.1f} / {r['fit_cpu_s']:.1f}"
             per = meta['test_s_per_image'] + (r['score_s'] + r['maps_s']) / r['n_test']
-        lines.append(f"| {r['setting']} | {r['n_train']} | {fmt(r.get('bank'), ',')} | {fit:.1f} | {fmt(det_fit, '.1f')} | "
+        lines.append(f"| {r['setting']} | {r['n_train']} | {fmt(r.get('bank'), ',')} | {fit:.1f} | {det_fit or '–'} | "
                      f"{per:.4f} | {1 / per:.1f} | {r['peak_rss_mb']:,.0f} | {r['image_auroc']:.3f} | "
                      f"{r['pixel_auroc']:.3f} | {r['pro']:.3f} | {fmt(r.get('recall_at_1'), '.3f')} |")
     return '\n'.join(lines)
@@ -272,7 +272,7 @@ def main():
     p.add_argument('--n-train', type=int, nargs='+', default=[667])
     p.add_argument('--test-every', type=int, default=1, help='score every k-th test image (for costly settings)')
     p.add_argument('--recall-queries', type=int, default=5000)
-    p.add_argument('--throughput-images', type=int, default=128)
+    p.add_argument('--throughput-images', type=int, default=128, help='0: skip the throughput comparison')
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--cache', default='/tmp/perf-cache')
     p.add_argument('--quick', action='store_true', help='three settings, the largest n_train, one repeat')
@@ -310,11 +310,13 @@ def main():
         r = subprocess_json(base + ['--test-every=1', '--_worker', json.dumps(dict(kind='e2e', spec=spec, n=n))], log)
         r.setdefault('setting', spec + ' (end to end)'); r.setdefault('n_train', n)
         rows.append(r); print(json.dumps(r), flush=True)
-    tp = throughput(a, d, a.throughput_images, a.repeats)
+    tp = throughput(a, d, a.throughput_images, a.repeats) if a.throughput_images > 0 else None
     print(json.dumps(tp), flush=True)
     print(f"\n{a.backbone}, layers {a.layers or 'default'}, {a.size}x{a.size} ({a.resize}), {meta['n_test']} test images"
-          f"{f' (every {a.test_every}th scored)' if a.test_every > 1 else ''}; {tp['threads']} torch threads\n")
+          f"{f' (every {a.test_every}th scored)' if a.test_every > 1 else ''}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs at the end\n")
     print(table(rows, meta))
+    if tp is None: return
     print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}; batch {tp['batch_size']}, "
           f"{tp['workers']} DataLoader workers): backbone alone {tp['backbone_img_s']:.1f} images/s, full pipeline "
           f"(decode + backbone + PaDiM + maps) {tp['pipeline_img_s']:.1f} images/s, ratio {tp['ratio']:.2f}")
