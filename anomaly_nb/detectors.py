@@ -19,10 +19,12 @@ from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['CHUNK', 'DETECTORS', 'check_features', 'Detector', 'whitening', 'mahalanobis', 'n_leading', 'orth_complement',
-           'GaussianDetector', 'random_subsample', 'greedy_coreset', 'flat_index', 'knn_distance', 'KNNDetector',
-           'seeded', 'PyODDetector', 'lunar', 'ledoit_wolf_batch', 'whitening_batch', 'PositionalGaussianDetector',
-           'pyod_class', 'get_detector', 'detector_from_state']
+__all__ = ['CHUNK', 'INDEXES', 'DTYPES', 'DETECTORS', 'check_features', 'Detector', 'whitening', 'mahalanobis', 'n_leading',
+           'orth_complement', 'lw_from_moments', 'centered_moments', 'ledoit_wolf_chunked', 'GaussianDetector',
+           'random_subsample', 'greedy_coreset', 'flat_index', 'default_nlist', 'index_spec', 'knn_index',
+           'set_search_params', 'knn_distance', 'torch_knn_distance', 'recall_at_1', 'KNNDetector', 'seeded',
+           'PyODDetector', 'lunar', 'ledoit_wolf_batch', 'whitening_batch', 'PositionalGaussianDetector', 'pyod_class',
+           'get_detector', 'detector_from_state']
 
 # %% ../nbs/02_detectors.ipynb #1070e725
 CHUNK = 65_536  # rows per chunk when scoring: bounds temporaries to CHUNK x d values
@@ -113,30 +115,68 @@ def orth_complement(C:np.ndarray, # orthonormal rows, shape (m, d)
     if len(C) == 0: return np.eye(d)
     return np.linalg.svd(C, full_matrices=True)[2][len(C):].T
 
+# %% ../nbs/02_detectors.ipynb #536f9f85
+def lw_from_moments(S:torch.Tensor, # (..., d, d) empirical covariances (scatter / n)
+                    beta_:torch.Tensor, # (...,) sum over the rows of ||x - mean||^4
+                    n:int # number of rows
+                   )->torch.Tensor: # (..., d, d) Ledoit-Wolf shrunk covariances
+    "Ledoit-Wolf shrinkage from sums over the rows (scikit-learn's `ledoit_wolf` formula)."
+    d = S.shape[-1]
+    trace = S.diagonal(dim1=-2, dim2=-1).sum(-1)
+    mu = trace / d
+    delta_ = (S ** 2).sum((-2, -1))
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2 * mu * trace + d * mu ** 2) / d
+    beta = torch.minimum(beta, delta)
+    shrink = torch.where(beta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(beta))
+    eye = torch.eye(d, dtype=S.dtype, device=S.device)
+    return (1 - shrink)[..., None, None] * S + (shrink * mu)[..., None, None] * eye
+
+def centered_moments(X:np.ndarray, # (n, d) rows, any float dtype
+                     B:np.ndarray|None=None, # (d, k) projection applied after centring; None: none
+                     chunk:int=CHUNK # rows per chunk
+                    )->tuple[np.ndarray, np.ndarray, float]: # mean of X (d,), covariance of (X - mean) @ B (k, k), sum ||.||^4
+    "Mean, empirical covariance and fourth-moment sum, in float64 chunks (memory: one chunk)."
+    n = len(X)
+    mean = sum(X[i:i+chunk].sum(0, dtype=np.float64) for i in range(0, n, chunk)) / n
+    k = X.shape[1] if B is None else B.shape[1]
+    S, b4 = np.zeros((k, k)), 0.
+    for i in range(0, n, chunk):
+        Z = X[i:i+chunk].astype(np.float64) - mean
+        if B is not None: Z = Z @ B
+        S += Z.T @ Z
+        b4 += float(np.square(np.einsum('ij,ij->i', Z, Z)).sum())
+    return mean, S / n, b4
+
+def ledoit_wolf_chunked(X:np.ndarray, # (n, d) rows
+                        B:np.ndarray|None=None, # (d, k) projection; None: none
+                        chunk:int=CHUNK # rows per chunk
+                       )->tuple[np.ndarray, np.ndarray]: # mean of X (d,), Ledoit-Wolf covariance of (X - mean) @ B (k, k)
+    "Ledoit-Wolf mean and covariance without a float64 copy of `X`."
+    mean, S, b4 = centered_moments(X, B, chunk)
+    return mean, lw_from_moments(torch.from_numpy(S), torch.tensor(b4, dtype=torch.float64), len(X)).numpy()
+
 # %% ../nbs/02_detectors.ipynb #574a9fb5
 class GaussianDetector(Detector):
     "Mahalanobis distance to a Ledoit-Wolf Gaussian, optionally in the negative-PCA subspace."
     def __init__(self,
                  neg_pca:float|None=None, # if set (e.g. 0.99): drop the leading PCA components explaining this fraction
-                 chunk:int=CHUNK # rows per chunk when scoring
+                 chunk:int=CHUNK # rows per chunk when fitting and scoring
                 ): store_attr()
     __repr__ = basic_repr('neg_pca')
 
+    def _pca_complement(self, X)->np.ndarray:
+        "Basis (d, d - m) of the complement of the leading PCA components that explain `neg_pca` of the variance."
+        d = X.shape[1]
+        lam, V = np.linalg.eigh(centered_moments(X, chunk=self.chunk)[1])  # PCA from the covariance, ascending
+        lam, V = lam[::-1].clip(0), V[:, ::-1]
+        with np.errstate(divide='ignore', invalid='ignore'): ratios = lam / lam.sum()  # no variance: NaN, read as 0
+        return orth_complement(V[:, :n_leading(ratios, self.neg_pca, d)].T, d)
+
     def _fit(self, X):
-        n, d = X.shape
-        mean, B = np.zeros(d), np.eye(d)
-        if self.neg_pca is not None:
-            with warnings.catch_warnings(), np.errstate(divide='ignore', invalid='ignore'):
-                warnings.simplefilter('ignore')  # n == 1 or constant data: NaN ratios, handled by `n_leading`
-                pca = PCA().fit(X)
-            B = orth_complement(pca.components_[:n_leading(pca.explained_variance_ratio_, self.neg_pca, d)], d)
-            mean = pca.mean_.astype(np.float64)
-        Z = (X - mean.astype(np.float32)) @ B.astype(np.float32) if self.neg_pca is not None else X
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # "only one sample" warning for n == 1
-            lw = LedoitWolf().fit(Z)
-        self.mean_ = mean + B @ lw.location_.astype(np.float64)  # back in the original space
-        self.W_ = B @ whitening(lw.covariance_)                   # (d, k): projection and whitening in one
+        B = None if self.neg_pca is None else self._pca_complement(X)
+        self.mean_, cov = ledoit_wolf_chunked(X, B, self.chunk)
+        self.W_ = whitening(cov) if B is None else B @ whitening(cov)  # (d, k): projection and whitening in one
 
     def _score(self, X): return mahalanobis(X, self.mean_, self.W_, self.chunk)
 
@@ -162,41 +202,113 @@ def random_subsample(n_total:int, # number of rows to choose from
 # %% ../nbs/02_detectors.ipynb #abcd6b25
 def _device(): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
+def _project(X:np.ndarray, proj_dim:int, seed:int, dev)->torch.Tensor:
+    "Rows as a float32 tensor on `dev`, randomly projected to `proj_dim` dimensions when wider."
+    Z = torch.from_numpy(X).to(dev)
+    if X.shape[1] <= proj_dim: return Z
+    P = torch.randn(X.shape[1], proj_dim, generator=torch.Generator().manual_seed(seed)) / math.sqrt(proj_dim)
+    return Z @ P.to(dev)
+
+def _parts(N:int, B:int, rng)->np.ndarray:
+    "Row indices split into B random parts, as a (B, L) array padded with -1 (one part: the rows in order)."
+    order = np.arange(N) if B == 1 else rng.permutation(N)
+    L = math.ceil(N / B)
+    out = np.full(B * L, -1, np.int64)
+    sizes = N // B + (np.arange(B) < N % B)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for b in range(B): out[b * L:b * L + sizes[b]] = order[starts[b]:starts[b] + sizes[b]]
+    return out.reshape(B, L)
+
 def greedy_coreset(X:np.ndarray, # features, shape (N, d)
                    n:int, # number of points to select (all if n >= N)
                    proj_dim:int=128, # random projection dimension, used only when d > proj_dim
-                   seed:int=0, # seeds the projection and the starting point
-                   progress:bool=False # show a tqdm progress bar
+                   seed:int=0, # seeds the projection, the parts and the starting points
+                   progress:bool=False, # show a tqdm progress bar
+                   part_size:int|None=None, # None: one greedy run over all rows (PatchCore); else random parts of about this many rows
                   )->np.ndarray: # selected row indices, in selection order, shape (min(n, N),)
-    "PatchCore's greedy k-center coreset: repeatedly pick the point farthest from the selected set."
+    "PatchCore's greedy k-center coreset, optionally run on random parts of the rows at once (n / parts points each)."
     X = check_features(X, name='coreset features')
-    N, d = X.shape
+    N = len(X)
     if n < 1: raise ValueError(f"coreset size must be >= 1, got {n}")
     if n >= N: return np.arange(N)
-    dev = _device()
-    Z = torch.from_numpy(X).to(dev)
-    if d > proj_dim:
-        P = torch.randn(d, proj_dim, generator=torch.Generator().manual_seed(seed)) / math.sqrt(proj_dim)
-        Z = Z @ P.to(dev)
-    sq = (Z * Z).sum(1)
-    sel = torch.empty(n, dtype=torch.long, device=dev)
-    sel[0] = int(np.random.default_rng(seed).integers(N))
-    mind, buf = torch.full_like(sq, float('inf')), torch.empty_like(sq)
-    for i in tqdm(range(1, n + 1), disable=not progress, desc='coreset', total=n):
-        j = sel[i - 1]
-        torch.mv(Z, Z[j], out=buf)
-        buf.mul_(-2).add_(sq).add_(sq[j]).clamp_min_(0)  # squared distances to the newest point
+    dev, rng = _device(), np.random.default_rng(seed)
+    B = 1 if part_size is None else max(1, min(math.ceil(N / part_size), n))
+    rows = _parts(N, B, rng)                                   # (B, L), -1 = padding
+    j = torch.tensor([rng.integers(int((r >= 0).sum())) for r in rows], device=dev)  # a seeded start per part
+    Z = _project(X, proj_dim, seed, dev)
+    R = torch.from_numpy(rows).to(dev)
+    Z = Z[R.clamp_min(0)]                                      # (B, L, p): the parts side by side
+    sq = (Z * Z).sum(2)
+    mind = torch.full_like(sq, float('inf')).masked_fill_(R < 0, -float('inf'))  # padding is never picked
+    q, ar = math.ceil(n / B), torch.arange(B, device=dev)
+    sel = torch.empty(q, B, dtype=torch.long, device=dev)
+    for i in tqdm(range(q), disable=not progress, desc='coreset'):
+        sel[i] = j
+        buf = torch.bmm(Z, Z[ar, j].unsqueeze(2)).squeeze(2)   # one matrix-vector product per part, in one call
+        buf.mul_(-2).add_(sq).add_(sq[ar, j].unsqueeze(1)).clamp_min_(0)   # squared distances to the newest points
         torch.minimum(mind, buf, out=mind)
-        mind.index_fill_(0, j.view(1), -1.)              # never pick a selected point again
-        if i < n: sel[i] = torch.argmax(mind)
-    return sel.cpu().numpy()
+        mind[ar, j] = -1.                                      # never pick a selected point again
+        j = mind.argmax(1)
+    picked = R[ar, sel].reshape(-1).cpu().numpy()             # selection order, parts interleaved
+    _, first = np.unique(picked, return_index=True)            # an exhausted small part repeats points: keep the first
+    return picked[np.sort(first)][:n]
 
 # %% ../nbs/02_detectors.ipynb #857fb41e
+INDEXES, DTYPES = ('flat', 'ivf', 'hnsw'), ('float32', 'float16')
+
 def flat_index(bank:np.ndarray # bank vectors, float32 C-contiguous, shape (m, d)
               )->faiss.IndexFlatL2: # exact L2 index holding `bank`
     "FAISS exact L2 index over `bank`."
     index = faiss.IndexFlatL2(bank.shape[1])
     index.add(bank)
+    return index
+
+def default_nlist(m:int # bank size
+                 )->int: # IVF cells: about sqrt(m), with at least 39 training vectors per cell
+    "Number of IVF cells for a bank of `m` vectors: k-means training stays cheap on a CPU."
+    return max(1, min(int(math.sqrt(m)), m // 39))
+
+def index_spec(index:str='flat', # 'flat', 'ivf' or 'hnsw'
+               dtype:str='float32', # 'float32' or 'float16'
+               m:int=1, # bank size (for the IVF cell count)
+               nlist:int|None=None, # IVF cells; None: `default_nlist(m)`
+               hnsw_m:int=32 # HNSW links per vector
+              )->str: # a `faiss.index_factory` string
+    "The FAISS factory string for an index kind and storage type."
+    if index not in INDEXES: raise ValueError(f"index must be one of {INDEXES}, got {index!r}")
+    if dtype not in DTYPES: raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    store = 'Flat' if dtype == 'float32' else 'SQfp16'
+    if index == 'flat': return store
+    if index == 'hnsw': return f'HNSW{hnsw_m}' + ('' if dtype == 'float32' else ',SQfp16')
+    return f'IVF{nlist or default_nlist(m)},{store}'
+
+def knn_index(bank:np.ndarray, # bank vectors, float32 C-contiguous, shape (m, d)
+              index:str='flat', # 'flat' (exact), 'ivf' or 'hnsw' (approximate)
+              dtype:str='float32', # bank storage: 'float32' or 'float16'
+              nlist:int|None=None, # IVF cells; None: `default_nlist(m)`
+              hnsw_m:int=32, # HNSW links per vector
+              seed:int=0 # seeds IVF's k-means
+             )->faiss.Index: # FAISS L2 index holding `bank`
+    "A FAISS L2 index over `bank`, trained when the kind needs it."
+    spec = index_spec(index, dtype, len(bank), nlist, hnsw_m)
+    if spec == 'Flat': return flat_index(bank)
+    idx = faiss.index_factory(bank.shape[1], spec)
+    if index == 'ivf':  # k-means on at most 64 vectors per cell (a seeded sample): training in seconds, not minutes
+        cp = faiss.extract_index_ivf(idx).cp
+        cp.seed, cp.max_points_per_centroid = seed, 64
+    if not idx.is_trained: idx.train(bank)
+    idx.add(bank)
+    return idx
+
+def set_search_params(index:faiss.Index, # from `knn_index`
+                      nprobe:int=8, # IVF: cells searched per query
+                      ef_search:int=64 # HNSW: candidate list length
+                     )->faiss.Index:
+    "Set the speed/recall knob of an approximate index (no effect on exact ones)."
+    if isinstance(index, faiss.IndexHNSW): index.hnsw.efSearch = ef_search
+    else:
+        try: faiss.extract_index_ivf(index).nprobe = nprobe
+        except RuntimeError: pass  # not an IVF index
     return index
 
 def knn_distance(index:faiss.Index, # FAISS index of the bank
@@ -211,6 +323,36 @@ def knn_distance(index:faiss.Index, # FAISS index of the bank
         out[i:i+chunk] = np.sqrt(np.maximum(D, 0)).mean(1)
     return out
 
+def torch_knn_distance(bank:torch.Tensor, # bank (m, d) on the search device, float32 or float16
+                       X:np.ndarray, # queries, float32, shape (n, d)
+                       k:int=1, # neighbours to average
+                       chunk:int=8_192, # queries per block
+                       block:int=65_536 # bank rows per block (bounds the distance matrix to chunk x block)
+                      )->np.ndarray: # mean Euclidean distance to the k nearest bank vectors, shape (n,)
+    "Exact k-NN distances by matrix products in torch (the GPU path: FAISS's GPU build is not on PyPI)."
+    bsq = bank.float().square().sum(1)
+    out = np.empty(len(X), np.float32)
+    for i in range(0, len(X), chunk):
+        q = torch.from_numpy(np.ascontiguousarray(X[i:i+chunk])).to(bank.device)
+        qsq, best = q.square().sum(1, keepdim=True), None
+        for j in range(0, len(bank), block):
+            d2 = (q.to(bank.dtype) @ bank[j:j+block].T).float().mul_(-2).add_(qsq).add_(bsq[j:j+block])
+            top = d2.topk(min(k, d2.shape[1]), dim=1, largest=False).values
+            best = top if best is None else torch.cat([best, top], 1).topk(k, dim=1, largest=False).values
+        out[i:i+chunk] = best.clamp_min(0).sqrt().mean(1).cpu().numpy()
+    return out
+
+def recall_at_1(index, # a FAISS index, or a fitted `KNNDetector`
+                bank:np.ndarray, # the bank in float32, in the index's order, shape (m, d)
+                queries:np.ndarray # float32 queries, shape (n, d)
+               )->float: # fraction of queries whose nearest neighbour is the exact one
+    "Recall@1 of an (approximate or float16) index against exact float32 search on the same bank."
+    index = getattr(index, 'index_', index)
+    Q = check_features(queries, bank.shape[1], 'queries')
+    _, exact = flat_index(check_features(bank, name='bank')).search(Q, 1)
+    _, approx = index.search(Q, 1)
+    return float((exact[:, 0] == approx[:, 0]).mean())
+
 # %% ../nbs/02_detectors.ipynb #bf772c79
 class KNNDetector(Detector):
     "Mean distance to the `k` nearest vectors of a (subsampled) memory bank of normal features."
@@ -219,15 +361,27 @@ class KNNDetector(Detector):
                  bank:str|None='random', # 'random', 'coreset', or None for the full training set (ratio/max_bank unused)
                  ratio:float=0.1, # bank size as a fraction of the training rows (for 'random' / 'coreset')
                  max_bank:int|None=10_000, # upper bound on the bank size (for 'random' / 'coreset'); None: no bound
-                 seed:int=0, # seed for the subsampling
+                 seed:int=0, # seed for the subsampling (and IVF's k-means)
                  proj_dim:int=128, # random projection dimension for the coreset
-                 chunk:int=CHUNK, # queries per FAISS search call
+                 part_size:int|None=20_000, # coreset in random parts of about this many rows (see `greedy_coreset`); None: one run
+                 index:str='flat', # 'flat' (exact), 'ivf' or 'hnsw' (approximate; see `knn_index`)
+                 dtype:str='float32', # bank storage: 'float32' or 'float16'
+                 nlist:int|None=None, # IVF cells; None: about sqrt(bank size)
+                 nprobe:int=8, # IVF cells searched per query
+                 hnsw_m:int=32, # HNSW links per vector
+                 ef_search:int=64, # HNSW candidate list length
+                 search:str='auto', # 'faiss', 'torch' (matrix products; exact indexes only), 'auto': torch on CUDA
+                 chunk:int=CHUNK, # queries per search call
                  progress:bool=False # progress bar for the coreset
                 ):
         if bank not in (None, 'random', 'coreset'): raise ValueError(f"bank must be None, 'random' or 'coreset', got {bank!r}")
         if k < 1: raise ValueError(f"k must be >= 1, got {k}")
+        index_spec(index, dtype)  # validates both
+        if search not in ('auto', 'faiss', 'torch'): raise ValueError(f"search must be 'auto', 'faiss' or 'torch', got {search!r}")
+        if search == 'torch' and index != 'flat': raise ValueError(f"search='torch' is exact: it needs index='flat', got {index!r}")
         store_attr()
     __repr__ = basic_repr('k,bank,ratio,max_bank,seed')
+    _params = 'k bank ratio max_bank seed proj_dim part_size index dtype nlist nprobe hnsw_m ef_search search chunk'.split()
 
     def bank_size(self, n:int # number of training rows
                  )->int: # number of bank vectors kept
@@ -243,27 +397,48 @@ class KNNDetector(Detector):
 
     def _fit(self, X):
         m = self.bank_size(len(X))
+        self.bank_idx_ = np.arange(len(X))  # training rows in the bank, in bank order (not saved)
         if m < len(X):
-            idx = (greedy_coreset(X, m, self.proj_dim, self.seed, self.progress) if self.bank == 'coreset'
-                   else random_subsample(len(X), m, self.seed))
-            X = X[np.sort(idx)]
-        self._set_bank(X)
+            self.bank_idx_ = np.sort(greedy_coreset(X, m, self.proj_dim, self.seed, self.progress, self.part_size) if self.bank == 'coreset'
+                                     else random_subsample(len(X), m, self.seed))
+            X = X[self.bank_idx_]
+        self._set_index(knn_index(X, self.index, self.dtype, self.nlist, self.hnsw_m, self.seed))
 
-    def _set_bank(self, bank):
-        self.bank_ = np.ascontiguousarray(bank, dtype=np.float32)
-        self.index_ = flat_index(self.bank_)
+    @property
+    def use_torch(self)->bool: return self.search == 'torch' or (self.search == 'auto' and self.index == 'flat' and torch.cuda.is_available())
 
-    def _score(self, X): return knn_distance(self.index_, X, self.k, self.chunk)
+    def _set_index(self, index):
+        self.index_ = set_search_params(index, self.nprobe, self.ef_search)
+        self.bank_size_ = index.ntotal
+        if self.use_torch:
+            dt = torch.float16 if self.dtype == 'float16' and torch.cuda.is_available() else torch.float32
+            self.bank_t_ = torch.from_numpy(self.bank_).to(_device(), dt)
+
+    @property
+    def bank_(self)->np.ndarray:
+        "The bank as float32 rows (decoded from the index; float16 banks show their rounding)."
+        if isinstance(self.index_, faiss.IndexFlat): return faiss.vector_to_array(self.index_.codes).view(np.float32).reshape(-1, self.d_)
+        try: ivf = faiss.extract_index_ivf(self.index_)
+        except RuntimeError: return self.index_.reconstruct_n(0, self.index_.ntotal)
+        ivf.make_direct_map(True)
+        try: return self.index_.reconstruct_n(0, self.index_.ntotal)
+        finally: ivf.make_direct_map(False)
+
+    def _score(self, X):
+        if self.use_torch: return torch_knn_distance(self.bank_t_, X, self.k)
+        return knn_distance(self.index_, X, self.k, self.chunk)
 
     def get_state(self):
-        params = {a: getattr(self, a) for a in 'k bank ratio max_bank seed proj_dim chunk'.split()}
-        return dict(name='knn', d=self.d_, **params), dict(bank=self.bank_.copy())
+        params = dict(name='knn', d=self.d_, **{a: getattr(self, a) for a in self._params})
+        if isinstance(self.index_, faiss.IndexFlat): return params, dict(bank=self.bank_.copy())
+        return params, dict(index=faiss.serialize_index(self.index_))
 
     @classmethod
     def from_state(cls, params, arrays):
-        det = cls(**{a: params[a] for a in 'k bank ratio max_bank seed proj_dim chunk'.split() if a in params})
+        det = cls(**{a: params[a] for a in cls._params if a in params})
         det.d_ = int(params['d'])
-        det._set_bank(arrays['bank'])
+        if 'index' in arrays: det._set_index(faiss.deserialize_index(np.ascontiguousarray(arrays['index'], np.uint8)))
+        else: det._set_index(flat_index(np.ascontiguousarray(arrays['bank'], np.float32)))
         return det
 
 # %% ../nbs/02_detectors.ipynb #85e7ac87
@@ -286,19 +461,25 @@ class PyODDetector(Detector):
     "Any PyOD detector, fitted on a seeded sample of at most `max_samples` rows."
     def __init__(self,
                  model=None, # unfitted PyOD detector instance (template); None = `pyod.models.lunar.LUNAR()`
-                 max_samples:int|None=20_000, # fit on at most this many rows (seeded random sample); None = all
+                 max_samples:int|None=20_000, # fit on at most this many rows (seeded sample); None = all
                  seed:int=0, # seeds the sample, numpy and torch
-                 chunk:int=100_000 # rows per `decision_function` call
+                 chunk:int=100_000, # rows per `decision_function` call
+                 sample:str='random', # how the rows are chosen: 'random' (uniform) or 'coreset' (greedy k-center)
+                 part_size:int|None=20_000, # coreset sample: random parts of about this many rows (see `greedy_coreset`)
                 ):
+        if sample not in ('random', 'coreset'): raise ValueError(f"sample must be 'random' or 'coreset', got {sample!r}")
         if model is None:
             from pyod.models.lunar import LUNAR
             model = LUNAR()
         store_attr()
-    __repr__ = basic_repr('model,max_samples,seed')
+    __repr__ = basic_repr('model,max_samples,seed,sample')
 
     def _fit(self, X):
+        self.sample_idx_ = np.arange(len(X))  # training rows the model was fitted on (not saved)
         if self.max_samples is not None and len(X) > self.max_samples:
-            X = X[random_subsample(len(X), self.max_samples, self.seed)]
+            self.sample_idx_ = np.sort(greedy_coreset(X, self.max_samples, seed=self.seed, part_size=self.part_size)
+                                       if self.sample == 'coreset' else random_subsample(len(X), self.max_samples, self.seed))
+            X = X[self.sample_idx_]
         with seeded(self.seed):
             self.model_ = _copy_model(self.model)
             self.model_.fit(X)
@@ -320,7 +501,8 @@ def _lunar_state(det:'PyODDetector')->tuple[dict, dict]:
     arrays = {'neigh_X': np.asarray(m.neigh._fit_X, np.float32)}
     if m.scaler_ is not None: arrays.update({'scaler_min': m.scaler_.min_, 'scaler_scale': m.scaler_.scale_})
     arrays.update({f'net.{k}': v.detach().cpu().numpy() for k, v in m.network.state_dict().items()})
-    params = dict(name='lunar', max_samples=det.max_samples, seed=det.seed, chunk=det.chunk, d=det.d_,
+    params = dict(name='lunar', max_samples=det.max_samples, seed=det.seed, chunk=det.chunk, sample=det.sample,
+                  part_size=det.part_size, d=det.d_,
                   lunar={k: getattr(m, k) for k in _LUNAR_ARGS}, scaled=m.scaler_ is not None)
     return params, arrays
 
@@ -340,7 +522,8 @@ def _lunar_from_state(params:dict, arrays:dict)->'PyODDetector':
     m.neigh = NearestNeighbors(n_neighbors=m.n_neighbours + 1, algorithm=m.algorithm, leaf_size=m.leaf_size,
                                metric=m.metric, p=m.p, n_jobs=m.n_jobs).fit(arrays['neigh_X'])
     m.decision_scores_ = np.zeros(0)  # marks the model fitted for PyOD's check
-    det = PyODDetector(LUNAR(**params['lunar']), max_samples=params['max_samples'], seed=params['seed'], chunk=params['chunk'])
+    det = PyODDetector(LUNAR(**params['lunar']), max_samples=params['max_samples'], seed=params['seed'], chunk=params['chunk'],
+                       sample=params.get('sample', 'random'), part_size=params.get('part_size', 20_000))
     det.model_, det.d_ = m, int(params['d'])
     return det
 
@@ -352,11 +535,14 @@ def from_state(cls:PyODDetector, params:dict, arrays:dict): return _lunar_from_s
 
 def lunar(max_samples:int|None=20_000, # fit on at most this many rows
           seed:int=0, # seeds the sample, numpy, torch and LUNAR's `random_state`
+          sample:str='random', # 'random' or 'coreset' (see `PyODDetector`)
+          part_size:int|None=20_000, # coreset sample: rows per random part
           **kwargs # passed to `pyod.models.lunar.LUNAR` (e.g. n_neighbours, n_epochs)
          )->PyODDetector:
     "PyOD's LUNAR (graph neural network over k-NN distances) on a bounded sample."
     from pyod.models.lunar import LUNAR
-    return PyODDetector(LUNAR(**{'random_state': seed, **kwargs}), max_samples=max_samples, seed=seed)
+    return PyODDetector(LUNAR(**{'random_state': seed, **kwargs}), max_samples=max_samples, seed=seed, sample=sample,
+                        part_size=part_size)
 
 # %% ../nbs/02_detectors.ipynb #50c2e489
 def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
@@ -366,16 +552,7 @@ def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
     mean = X.mean(1)
     Xc = X - mean[:, None]
     S = Xc.transpose(1, 2) @ Xc / n                              # empirical covariances (P, d, d)
-    trace = (Xc ** 2).sum((1, 2)) / n                            # trace of each S
-    mu = trace / d
-    beta_ = ((Xc ** 2).sum(2) ** 2).sum(1)                       # sum_k ||x_k||^4
-    delta_ = (S ** 2).sum((1, 2))                                # ||X^T X||_F^2 / n^2
-    beta = (beta_ / n - delta_) / (d * n)
-    delta = (delta_ - 2 * mu * trace + d * mu ** 2) / d
-    beta = torch.minimum(beta, delta)
-    shrink = torch.where(beta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(beta))
-    eye = torch.eye(d, dtype=X.dtype, device=X.device)
-    return mean, (1 - shrink)[:, None, None] * S + (shrink * mu)[:, None, None] * eye
+    return mean, lw_from_moments(S, ((Xc ** 2).sum(2) ** 2).sum(1), n)
 
 def whitening_batch(covs:torch.Tensor, # (P, d, d) covariances
                     rel_floor:float=1e-6, abs_floor:float=1e-12)->torch.Tensor: # (P, d, d) whitening matrices
