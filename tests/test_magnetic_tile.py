@@ -10,12 +10,15 @@ import pytest
 from anomaly_nb.pipeline import build_model
 
 FLOORS = dict(image_auroc=0.60, pixel_auroc=0.65, pro=0.30)
+# The default configuration (PaDiM on aspect-preserving 256 px inputs) measured 0.957 / 0.859 / 0.767
+# with `benchmarks/quality.py`; these floors, a point or two below, catch a regression of the default.
+DEFAULT_FLOORS = dict(image_auroc=0.94, pixel_auroc=0.84, pro=0.74)
 
 DETECTORS = {
     "knn": dict(detector="knn"),
     "gaussian": dict(detector="gaussian"),
     "lunar": dict(detector="lunar"),
-    "padim": dict(detector="padim"),
+    "padim": dict(),  # the default configuration
 }
 
 
@@ -27,5 +30,5 @@ def test_detector_on_magnetic_tile(name, magnetic_tile, effnet_weights, capsys):
         print(f"\n{name} on magnetic_tile (tf_efficientnet_lite0, ImageNet weights)\n{table.round(3).to_string()}")
     assert len(pred.samples) == 673 and pred.maps.shape == (673, 256, 256)
     row = table.loc["all"]
-    for metric, floor in FLOORS.items():
+    for metric, floor in (DEFAULT_FLOORS if name == "padim" else FLOORS).items():
         assert row[metric] > floor, f"{name}: {metric} {row[metric]:.3f} below floor {floor}"
