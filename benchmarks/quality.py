@@ -21,10 +21,11 @@ TUNE, HELD = ('blowhole', 'crack', 'fray'), ('break', 'uneven')
 
 CONFIGS = {  # name: (description, build_model keyword arguments)
     'default': ("PaDiM, aspect kept (pad), 256 px", {}),
+    'default-320': ("PaDiM, aspect kept (pad), 320 px", dict(size=320, sigma=5.0)),
     'stretch': ("PaDiM, stretched to 256×256 (earlier default)", dict(resize='stretch')),
-    'knn': ("kNN k=1, 10 % coreset bank (≤ 20k), pad", dict(detector='knn', bank='coreset', max_bank=20_000)),
+    'knn': ("kNN k=1, full bank, FAISS IVF, pad", dict(detector='knn', bank=None, index='ivf')),
     'gaussian': ("one Gaussian for all patches, pad", dict(detector='gaussian')),
-    'lunar': ("LUNAR on a 20k sample, pad", dict(detector='lunar')),
+    'lunar': ("LUNAR on a 5k coreset sample, pad", dict(detector='lunar', sample='coreset', max_samples=5_000)),
 }
 
 def run(name:str, category:Path, weights:Path)->pd.DataFrame:
