@@ -11,7 +11,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['parse_options', 'report_skipped', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report', 'cmd_demo', 'cmd_fit',
-           'overlay', 'cmd_predict', 'make_parser', 'main']
+           'overlay', 'cmd_predict', 'cmd_site', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #c48e4b61
 def parse_options(items:list[str]|None, # strings 'key=value'
@@ -217,6 +217,25 @@ def cmd_predict(a:argparse.Namespace):
           + (f", skipped {len(pred.skipped)} (see skipped.csv)" if pred.skipped else '') + f"; results in {a.out}")
     return rows
 
+# %% ../nbs/06_cli.ipynb #88e5b567
+def cmd_site(a:argparse.Namespace):
+    "Build the website into `a.out`: Quarto when installed (or asked for), else the offline nbconvert build."
+    from anomaly_nb.site import build_site
+    out = build_site(a.out, root=a.root, quarto=a.quarto, progress=not a.quiet)
+    print(f"site written to {out}; open {out/'index.html'}")
+    return out
+
+def _site_args(sub):
+    "The `site` subcommand and its options."
+    s = sub.add_parser('site', help='build the website (blog posts and reference pages) into OUT')
+    s.add_argument('out', type=Path, help='output folder: new, empty, or an earlier build (which is replaced)')
+    s.add_argument('--root', type=Path, default=Path('.'), help='repository root holding nbs/ (default: the current folder)')
+    how = s.add_mutually_exclusive_group()
+    how.add_argument('--quarto', dest='quarto', action='store_true', default=None, help='render with Quarto (nbdev_docs); fail if it is not installed')
+    how.add_argument('--offline', dest='quarto', action='store_false', help='the nbconvert build, even where Quarto is installed')
+    s.add_argument('-q', '--quiet', action='store_true', help='do not list the pages as they are written')
+    s.set_defaults(func=cmd_site)
+
 # %% ../nbs/06_cli.ipynb #1bb3e083
 def _saved_model_args(p:argparse.ArgumentParser):
     "Options of the subcommands that load a saved model."
@@ -256,6 +275,7 @@ def make_parser()->argparse.ArgumentParser:
     _saved_model_args(r); _skip_bad_arg(r); r.set_defaults(func=cmd_report)
     d = sub.add_parser('demo', help='make a small sample data set, fit, evaluate, print the metrics and write a report')
     _model_args(d); d.set_defaults(func=cmd_demo)
+    _site_args(sub)
     return p
 
 def main(argv:list[str]|None=None)->int:
