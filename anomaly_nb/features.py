@@ -13,9 +13,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['WEIGHT_SUFFIXES', 'pick_device', 'WeightsError', 'resolve_weights_file', 'load_timm_model', 'feature_layers',
-           'node_names', 'default_layers', 'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor',
-           'get_extractor']
+__all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'WEIGHT_SUFFIXES', 'pick_device', 'default_batch_size', 'WeightsError',
+           'resolve_weights_file', 'load_timm_model', 'feature_layers', 'node_names', 'default_layers',
+           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #e3f4804c
 def pick_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', or None for automatic
@@ -23,6 +23,15 @@ def pick_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', or
     "The requested device, or CUDA when available, else the CPU."
     if device is not None: return torch.device(device)
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+# %% ../nbs/01_features.ipynb #99cb05f0
+CPU_BATCH_SIZE = 4   # images per forward pass on a CPU: see benchmarks/features.py
+GPU_BATCH_SIZE = 32  # and on a GPU
+
+def default_batch_size(device:str|torch.device # where the network runs
+                      )->int: # images per forward pass
+    "Images per batch: small on a CPU (activations stay in the cache), large on a GPU (its cores stay busy)."
+    return CPU_BATCH_SIZE if torch.device(device).type == 'cpu' else GPU_BATCH_SIZE
 
 # %% ../nbs/01_features.ipynb #601ecd9b
 class WeightsError(RuntimeError):

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Sample, ImageDataset, make_loader, mvtec_samples, training_samples, find_categories, DataError
-from .features import FeatureExtractor, get_extractor
+from .features import FeatureExtractor, get_extractor, default_batch_size
 from .detectors import Detector, get_detector
 from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table, at_threshold, best_f1_threshold
@@ -63,14 +63,15 @@ class AnomalyModel:
                  pooled:bool=False, # image-level features (one vector per image, no maps)
                  sigma:float=4.0, # Gaussian blur of the maps, in pixels
                  topk:float|None=None, # image score: None = max of the map, else top-k mean (see `image_scores`)
-                 batch_size:int=32, # images per forward pass
+                 batch_size:int|None=None, # images per forward pass; None: `default_batch_size` of the extractor's device
                  num_workers:int|None=None, # DataLoader workers (None: automatic)
                  progress:bool=True, # progress bars
                 ):
         self.extractor, self.detector = extractor, detector
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize, self.pooled, self.sigma, self.topk = resize, pooled, sigma, topk
-        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+        self.batch_size = batch_size or default_batch_size(getattr(extractor, 'device', 'cpu'))
+        self.num_workers, self.progress = num_workers, progress
         self.fit_s, self.grid, self.n_train = None, None, None
         self.threshold, self.threshold_info = None, None
 
@@ -260,7 +261,7 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
                 sigma:float=4.0, # blur of the maps
                 topk:float|None=None, # image score reduction
                 device:str|None=None, # None: CUDA if available
-                batch_size:int=32, # images per forward pass
+                batch_size:int|None=None, # images per forward pass; None: 4 on a CPU, 32 on a GPU
                 progress:bool=True, # progress bars
                 **detector_kwargs, # options of the detector, e.g. k=1, bank='coreset'
                )->AnomalyModel:

@@ -9,9 +9,11 @@ Run on demand; CI never runs it. How it measures:
   .npy files under --cache (default /tmp/perf-cache); every detector setting reuses them. Training
   subsets (--n-train) are the first n images of a seeded permutation of train/good.
 - The backbone-only limit: test images decoded into memory first, then only the extractor's forward
-  pass is timed (median over --repeats passes over the same batches). The full pipeline on the same
-  images: `AnomalyModel.predict` (decoding, backbone, detector, maps), median over --repeats. Their
-  ratio is the pipeline's share of the backbone's throughput.
+  pass is timed, at batch sizes 1-32; the fastest is the limit. The full pipeline on the same images:
+  `AnomalyModel.predict` (decoding, backbone, detector, maps) at the pipeline's own batch size, with
+  decoding in a background thread (the default without worker processes) and inline. All settings are
+  interleaved in each of --repeats rounds and their medians compared; the ratio is the pipeline's
+  share of the backbone's best throughput.
 - Each detector setting runs in its OWN subprocess, which reads the cached features and reports its
   own `ru_maxrss`: peak RSS is therefore isolated per setting. It includes the cached training
   features and the Python/torch/FAISS runtime but not the backbone; the end-to-end rows (--e2e) run
@@ -203,10 +205,11 @@ def subprocess_json(argv, log):
 
 
 # ---------------------------------------------------------------- throughput: backbone alone vs the pipeline
-def throughput(a, d, n_images, repeats):
-    "Images/s of the backbone alone (decoded images in memory) and of `predict` with PaDiM, same images, one run."
+def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
+    """Images/s of the backbone alone (decoded images in memory; its best batch size is the limit) and of `predict`
+    with PaDiM (at the pipeline's batch size, decoding in a thread, and inline for comparison): same images, one run."""
     import torch
-    from anomaly_nb.data import mvtec_samples, ImageDataset
+    from anomaly_nb.data import mvtec_samples, ImageDataset, make_loader
     meta = json.loads((d / 'meta.json').read_text())
     samples = mvtec_samples(a.data)['test'][:n_images]
     model = build(a)
@@ -215,21 +218,28 @@ def throughput(a, d, n_images, repeats):
     model.n_train, model.grid = meta['n_train'], tuple(meta['grid'])
     ds = ImageDataset(samples, a.size, a.resize)
     x = torch.stack([ds[i]['image'] for i in range(len(ds))])
-    batches = [x[i:i + a.batch_size] for i in range(0, len(x), a.batch_size)]
-    model.extractor(batches[0])  # warm-up
-    def backbone():
+    def backbone(bs):
         t0 = time.perf_counter()
-        for b in batches: model.extractor(b)
+        for i in range(0, len(x), bs): model.extractor(x[i:i + bs])
         return time.perf_counter() - t0
-    def pipeline():
+    def pipeline(thread):
+        model._loader = lambda s, skip_bad=False: make_loader(ImageDataset(s, model.size, model.resize), model.batch_size,
+                                                              model.num_workers, skip_bad, thread=thread)
         t0 = time.perf_counter(); model.predict(samples); return time.perf_counter() - t0
-    bb, pl = [], []
-    for _ in range(repeats):  # interleaved, so that a load change from other jobs hits both
-        bb.append(backbone()); pl.append(pipeline())
-    bb_s, pl_s = statistics.median(bb), statistics.median(pl)
-    return dict(images=len(samples), backbone_img_s=len(samples) / bb_s, pipeline_img_s=len(samples) / pl_s,
-                ratio=bb_s / pl_s, workers=model.num_workers, threads=torch.get_num_threads(),
-                batch_size=a.batch_size, repeats=repeats)
+    runs = {**{('backbone', bs): lambda bs=bs: backbone(bs) for bs in backbone_batches},
+            ('pipeline', 'thread'): lambda: pipeline(None), ('pipeline', 'inline'): lambda: pipeline(False)}
+    for f in runs.values(): f()  # warm-up: one-off kernel selection for every batch shape
+    times = {k: [] for k in runs}
+    for _ in range(repeats):  # interleaved, so that a load change hits every setting alike
+        for k, f in runs.items(): times[k].append(f())
+    img_s = {k: len(samples) / statistics.median(v) for k, v in times.items()}
+    best_bs = max(backbone_batches, key=lambda bs: img_s[('backbone', bs)])
+    limit = img_s[('backbone', best_bs)]
+    return dict(images=len(samples), backbone_img_s=limit, backbone_batch=best_bs,
+                backbone_by_batch={bs: img_s[('backbone', bs)] for bs in backbone_batches},
+                pipeline_img_s=img_s[('pipeline', 'thread')], inline_img_s=img_s[('pipeline', 'inline')],
+                ratio=img_s[('pipeline', 'thread')] / limit, inline_ratio=img_s[('pipeline', 'inline')] / limit,
+                workers=model.num_workers, threads=torch.get_num_threads(), batch_size=model.batch_size, repeats=repeats)
 
 
 # ---------------------------------------------------------------- table
@@ -265,7 +275,7 @@ def main():
     p.add_argument('--layers', nargs='*', default=None, help='feature nodes; default: the backbone default')
     p.add_argument('--size', type=int, default=256)
     p.add_argument('--resize', default='stretch')
-    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass; default: the pipeline default")
     p.add_argument('--workers', type=int, default=None, help='DataLoader workers; default: the pipeline default')
     p.add_argument('--detectors', nargs='+', default=None, help='settings name:key=value,...')
     p.add_argument('--e2e', nargs='*', default=['padim'], help='settings also run end to end (real fit + evaluate)')
@@ -295,10 +305,11 @@ def main():
     if a.features_only: return
     log = open(a.log, 'a') if a.log else None
     base = [f'--{k.replace("_", "-")}={v}' for k, v in dict(data=a.data, weights=a.weights, backbone=a.backbone,
-            size=a.size, resize=a.resize, batch_size=a.batch_size, test_every=a.test_every,
+            size=a.size, resize=a.resize, test_every=a.test_every,
             recall_queries=a.recall_queries).items()]
     if a.layers: base += ['--layers', *a.layers]
     if a.workers is not None: base.append(f'--workers={a.workers}')
+    if a.batch_size is not None: base.append(f'--batch-size={a.batch_size}')
     rows = []
     for n in a.n_train:
         for spec in settings:
@@ -317,9 +328,12 @@ def main():
           f"on {os.cpu_count()} CPUs at the end\n")
     print(table(rows, meta))
     if tp is None: return
-    print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}; batch {tp['batch_size']}, "
-          f"{tp['workers']} DataLoader workers): backbone alone {tp['backbone_img_s']:.1f} images/s, full pipeline "
-          f"(decode + backbone + PaDiM + maps) {tp['pipeline_img_s']:.1f} images/s, ratio {tp['ratio']:.2f}")
+    by = ', '.join(f"{bs}: {v:.1f}" for bs, v in tp['backbone_by_batch'].items())
+    print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}, interleaved; "
+          f"{tp['threads']} torch threads, {tp['workers']} DataLoader workers). Backbone alone by batch size ({by} "
+          f"images/s): best {tp['backbone_img_s']:.1f} at batch {tp['backbone_batch']}. Full pipeline (decode + backbone + "
+          f"PaDiM + maps) at batch {tp['batch_size']}: {tp['pipeline_img_s']:.1f} images/s with decoding in a thread, "
+          f"ratio {tp['ratio']:.2f}; decoding inline {tp['inline_img_s']:.1f} images/s, ratio {tp['inline_ratio']:.2f}")
 
 
 if __name__ == '__main__':
