@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #571dec12
 from __future__ import annotations
-import os, queue, threading, warnings
+import os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +16,7 @@ from torch.utils.data import Dataset, DataLoader
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'SYNTHETIC_DEFECTS', 'DataError', 'BadFileError', 'load_image', 'load_mask',
            'Sample', 'list_images', 'is_category', 'find_categories', 'mvtec_samples', 'folder_samples',
-           'training_samples', 'make_synthetic_category', 'resize_pair', 'ImageDataset', 'in_thread', 'CheckedLoader',
-           'make_loader']
+           'training_samples', 'make_synthetic_category', 'resize_pair', 'ImageDataset', 'CheckedLoader', 'make_loader']
 
 # %% ../nbs/00_data.ipynb #8118c38d
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -311,37 +310,13 @@ class _ErrorsAsData(Dataset):
         try: return dict(self.ds[i], error='')
         except BadFileError as e: return dict(self.ds.placeholder(i), error=str(e) or 'unreadable')
 
-def in_thread(iterable, # any iterable (here: a `DataLoader` without worker processes)
-              depth:int=2, # items produced ahead of the consumer
-             ):
-    "Iterate `iterable` in a background thread, `depth` items ahead; its exceptions are raised in the consumer."
-    q, stop, done = queue.Queue(depth), threading.Event(), object()
-    def put(x)->bool:  # False once the consumer has gone away
-        while not stop.is_set():
-            try: q.put(x, timeout=0.05); return True
-            except queue.Full: pass
-        return False
-    def work():
-        try:
-            for x in iterable:
-                if not put(x): return
-            put(done)
-        except BaseException as e: put(e)
-    threading.Thread(target=work, daemon=True, name='anomaly_nb-decode').start()
-    try:
-        while (x := q.get()) is not done:
-            if isinstance(x, BaseException): raise x
-            yield x
-    finally: stop.set()  # the consumer stopped (finished, failed or broke off): let the thread end
-
 class CheckedLoader:
     "Batches of an `ImageDataset` in order; an unreadable file raises `BadFileError`, or with `skip_bad` is dropped and listed."
     def __init__(self,
                  loader:DataLoader, # over `_ErrorsAsData(ds)`
                  skip_bad:bool=False, # drop unreadable files instead of raising
-                 thread:bool=False, # decode in a background thread (for a loader without worker processes)
                 ):
-        self.loader, self.skip_bad, self.thread, self.skipped, self.kept = loader, skip_bad, thread, [], []
+        self.loader, self.skip_bad, self.skipped, self.kept = loader, skip_bad, [], []
     @property
     def samples(self)->list[Sample]: return self.loader.dataset.ds.samples
     def __len__(self): return len(self.loader)
@@ -350,19 +325,15 @@ class CheckedLoader:
         self.skipped, self.kept = [], []  # (sample, reason) of every file dropped; indices of those yielded
         if not self.skip_bad:  # fail fast: a missing, empty or non-image file is found from its header, before any batch
             for s in self.samples: _open(s.path, 'image', decode=False).close()
-        batches = in_thread(self.loader) if self.thread else iter(self.loader)
-        try:
-            for b in batches:
-                errors = b.pop('error')
-                bad = [j for j, e in enumerate(errors) if e]
-                if bad and not self.skip_bad:
-                    raise BadFileError(errors[bad[0]], self.samples[int(b['index'][bad[0]])].path)
-                self.skipped += [(self.samples[int(b['index'][j])], errors[j]) for j in bad]
-                if bad: b = {k: v[torch.tensor([not e for e in errors])] for k, v in b.items()}
-                self.kept += b['index'].tolist()
-                if len(b['index']): yield b
-        finally:
-            if self.thread: batches.close()  # however the loop ends, the decoding thread stops
+        for b in self.loader:
+            errors = b.pop('error')
+            bad = [j for j, e in enumerate(errors) if e]
+            if bad and not self.skip_bad:
+                raise BadFileError(errors[bad[0]], self.samples[int(b['index'][bad[0]])].path)
+            self.skipped += [(self.samples[int(b['index'][j])], errors[j]) for j in bad]
+            if bad: b = {k: v[torch.tensor([not e for e in errors])] for k, v in b.items()}
+            self.kept += b['index'].tolist()
+            if len(b['index']): yield b
         if not self.kept:
             s, why = self.skipped[0]
             raise DataError(f"none of the {len(self.skipped)} images could be read, e.g. {why}")
@@ -371,10 +342,8 @@ def make_loader(ds:ImageDataset, # an `ImageDataset`
                 batch_size:int=32, # images per batch
                 num_workers:int|None=None, # decoding processes; None: one per four CPU cores
                 skip_bad:bool=False, # drop unreadable files (listed in `.skipped`) instead of raising `BadFileError`
-                thread:bool|None=None, # decode in a background thread; None: when there are no worker processes
                )->CheckedLoader:
     "An in-order loader over `ds` (no shuffling: scores line up with samples) that reports unreadable files cleanly."
     if num_workers is None: num_workers = (os.cpu_count() or 1) // 4
-    if thread is None: thread = num_workers == 0
     return CheckedLoader(DataLoader(_ErrorsAsData(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                    persistent_workers=False, pin_memory=torch.cuda.is_available()), skip_bad, thread)
+                                    persistent_workers=False, pin_memory=torch.cuda.is_available()), skip_bad)

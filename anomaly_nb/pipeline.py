@@ -64,6 +64,7 @@ class AnomalyModel:
                  sigma:float=4.0, # Gaussian blur of the maps, in pixels
                  topk:float|None=None, # image score: None = max of the map, else top-k mean (see `image_scores`)
                  batch_size:int|None=None, # images per forward pass; None: `default_batch_size` of the extractor's device
+                 score_batch:int=32, # images the detector scores at once (the backbone's batches are gathered)
                  num_workers:int|None=None, # DataLoader workers (None: automatic)
                  progress:bool=True, # progress bars
                 ):
@@ -71,7 +72,7 @@ class AnomalyModel:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize, self.pooled, self.sigma, self.topk = resize, pooled, sigma, topk
         self.batch_size = batch_size or default_batch_size(getattr(extractor, 'device', 'cpu'))
-        self.num_workers, self.progress = num_workers, progress
+        self.score_batch, self.num_workers, self.progress = score_batch, num_workers, progress
         self.fit_s, self.grid, self.n_train = None, None, None
         self.threshold, self.threshold_info = None, None
 
@@ -191,17 +192,24 @@ def _predict(self:AnomalyModel,
             )->Prediction:
     "Anomaly maps and image scores for `images`, batch by batch."
     t0, samples = time.perf_counter(), _as_samples(images)
-    scores, maps, masks, valid, sizes = [], [], [], [], []
-    loader = self._loader(samples, skip_bad)
-    for b in tqdm(loader, desc='predict', disable=not self.progress, leave=False):
-        s = self._score(self.extractor(b['image'], pooled=self.pooled))
+    scores, maps, masks, valid, sizes, feats, infos = [], [], [], [], [], [], []
+    def score_waiting():  # the detector scores the waiting batches at once: it reads its own arrays once per group
+        s = self._score(torch.cat(feats))
+        info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
         if self.pooled: scores.append(s)
         else:
             m = anomaly_maps(s, self.size, self.sigma)
-            v = b['valid'].numpy()
+            v = info['valid']
             scores.append(image_scores(m, self.topk, None if v.all() else v))
             maps.append(m); valid.append(v)
-        masks.append(b['mask'].numpy()); sizes.append(b['orig_size'].numpy())
+        masks.append(info['mask']); sizes.append(info['orig_size'])
+        feats.clear(); infos.clear()
+    loader = self._loader(samples, skip_bad)
+    for b in tqdm(loader, desc='predict', disable=not self.progress, leave=False):
+        feats.append(self.extractor(b['image'], pooled=self.pooled))
+        infos.append({k: b[k].numpy() for k in ('valid', 'mask', 'orig_size')})
+        if sum(map(len, feats)) >= self.score_batch: score_waiting()
+    if feats: score_waiting()
     cat = lambda xs: np.concatenate(xs) if xs else None
     return Prediction([samples[i] for i in loader.kept], np.concatenate(scores), cat(maps), cat(masks), cat(valid),
                       cat(sizes), time.perf_counter() - t0, loader.skipped)

@@ -10,8 +10,8 @@ Run on demand; CI never runs it. How it measures:
   subsets (--n-train) are the first n images of a seeded permutation of train/good.
 - The backbone-only limit: test images decoded into memory first, then only the extractor's forward
   pass is timed, at batch sizes 1-32; the fastest is the limit. The full pipeline on the same images:
-  `AnomalyModel.predict` (decoding, backbone, detector, maps) at the pipeline's own batch size, with
-  decoding in a background thread (the default without worker processes) and inline. All settings are
+  `AnomalyModel.predict` (decoding, backbone, detector, maps) with its defaults (small backbone batches,
+  scored in groups of 32), batch by batch, and at batch 32 (the earlier default). All settings are
   interleaved in each of --repeats rounds and their medians compared; the ratio is the pipeline's
   share of the backbone's best throughput.
 - Each detector setting runs in its OWN subprocess, which reads the cached features and reports its
@@ -207,9 +207,9 @@ def subprocess_json(argv, log):
 # ---------------------------------------------------------------- throughput: backbone alone vs the pipeline
 def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
     """Images/s of the backbone alone (decoded images in memory; its best batch size is the limit) and of `predict`
-    with PaDiM (at the pipeline's batch size, decoding in a thread, and inline for comparison): same images, one run."""
+    with PaDiM (defaults, ungathered, batch 32): the same images, one run."""
     import torch
-    from anomaly_nb.data import mvtec_samples, ImageDataset, make_loader
+    from anomaly_nb.data import mvtec_samples, ImageDataset
     meta = json.loads((d / 'meta.json').read_text())
     samples = mvtec_samples(a.data)['test'][:n_images]
     model = build(a)
@@ -222,12 +222,13 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
         t0 = time.perf_counter()
         for i in range(0, len(x), bs): model.extractor(x[i:i + bs])
         return time.perf_counter() - t0
-    def pipeline(thread):
-        model._loader = lambda s, skip_bad=False: make_loader(ImageDataset(s, model.size, model.resize), model.batch_size,
-                                                              model.num_workers, skip_bad, thread=thread)
+    default_bs = model.batch_size
+    def pipeline(bs, group):
+        model.batch_size, model.score_batch = bs, group
         t0 = time.perf_counter(); model.predict(samples); return time.perf_counter() - t0
+    pipes = {'default': (default_bs, 32), 'ungathered': (default_bs, default_bs), 'batch 32': (32, 32)}
     runs = {**{('backbone', bs): lambda bs=bs: backbone(bs) for bs in backbone_batches},
-            ('pipeline', 'thread'): lambda: pipeline(None), ('pipeline', 'inline'): lambda: pipeline(False)}
+            **{('pipeline', k): lambda v=v: pipeline(*v) for k, v in pipes.items()}}
     for f in runs.values(): f()  # warm-up: one-off kernel selection for every batch shape
     times = {k: [] for k in runs}
     for _ in range(repeats):  # interleaved, so that a load change hits every setting alike
@@ -237,9 +238,8 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
     limit = img_s[('backbone', best_bs)]
     return dict(images=len(samples), backbone_img_s=limit, backbone_batch=best_bs,
                 backbone_by_batch={bs: img_s[('backbone', bs)] for bs in backbone_batches},
-                pipeline_img_s=img_s[('pipeline', 'thread')], inline_img_s=img_s[('pipeline', 'inline')],
-                ratio=img_s[('pipeline', 'thread')] / limit, inline_ratio=img_s[('pipeline', 'inline')] / limit,
-                workers=model.num_workers, threads=torch.get_num_threads(), batch_size=model.batch_size, repeats=repeats)
+                pipeline_img_s={k: img_s[('pipeline', k)] for k in pipes}, ratio=img_s[('pipeline', 'default')] / limit,
+                workers=model.num_workers, threads=torch.get_num_threads(), batch_size=default_bs, repeats=repeats)
 
 
 # ---------------------------------------------------------------- table
@@ -329,11 +329,12 @@ def main():
     print(table(rows, meta))
     if tp is None: return
     by = ', '.join(f"{bs}: {v:.1f}" for bs, v in tp['backbone_by_batch'].items())
+    pl = tp['pipeline_img_s']
     print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}, interleaved; "
-          f"{tp['threads']} torch threads, {tp['workers']} DataLoader workers). Backbone alone by batch size ({by} "
+          f"{tp['threads']} torch threads, DataLoader workers: {tp['workers']}). Backbone alone by batch size ({by} "
           f"images/s): best {tp['backbone_img_s']:.1f} at batch {tp['backbone_batch']}. Full pipeline (decode + backbone + "
-          f"PaDiM + maps) at batch {tp['batch_size']}: {tp['pipeline_img_s']:.1f} images/s with decoding in a thread, "
-          f"ratio {tp['ratio']:.2f}; decoding inline {tp['inline_img_s']:.1f} images/s, ratio {tp['inline_ratio']:.2f}")
+          f"PaDiM + maps): {pl['default']:.1f} images/s at batch {tp['batch_size']} scored in groups of 32, "
+          f"**ratio {tp['ratio']:.2f}**; scored batch by batch {pl['ungathered']:.1f}; at batch 32 {pl['batch 32']:.1f}")
 
 
 if __name__ == '__main__':
