@@ -4,6 +4,7 @@
 
 # %% ../nbs/01_features.ipynb #5a53c0c9
 from __future__ import annotations
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,12 @@ def resolve_weights_file(path:str|Path, # a weights file, or a folder holding ex
         files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
         safes = [p for p in files if p.suffix == '.safetensors']
         files = safes or files
-        if len(files) != 1: raise WeightsError(f"expected one weights file in {path}, found {[p.name for p in files]}")
+        if len(files) != 1: raise WeightsError(f"expected one weights file in {path}, found {[p.name for p in files]}: "
+                                               "pass the file itself, or keep only one weights file in the folder")
         path = files[0]
-    if not path.is_file(): raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}. Check the path, or pass a folder holding one "
+                           f"{'/'.join(WEIGHT_SUFFIXES)} file; weights='pretrained' downloads them where the network allows")
     return path
 
 # %% ../nbs/01_features.ipynb #2a15e4e8
@@ -63,6 +67,10 @@ def load_timm_model(name:str, # timm model name, e.g. 'tf_efficientnet_lite0', '
                    )->nn.Module: # the network in eval mode
     "Create a timm model with hub, local or random weights; a `WeightsError` explains failures."
     import timm
+    if not timm.is_model(name):  # before any weights are looked for: the name is the first thing to fix
+        close = difflib.get_close_matches(name, timm.list_models(), 3)
+        raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ".") +
+                         " List names with timm.list_models('*pattern*'); DINOv2 backbones are Hugging Face ids such as 'facebook/dinov2-small'.")
     if str(weights) == 'random': return timm.create_model(name, pretrained=False).eval()
     if str(weights) == 'pretrained':
         try: return timm.create_model(name, pretrained=True).eval()

@@ -403,3 +403,17 @@ def test_same_inputs_same_results(category, weights, work, capsys):
     assert pa.read_text() == pb.read_text()  # bit-identical scores, as printed with 6 digits ...
     for m in (work / 'pred_a' / 'maps').glob('*.npy'):  # ... and the maps, to the last bit
         assert np.array_equal(np.load(m), np.load(work / 'pred_b' / 'maps' / m.name))
+
+
+# ---------------------------------------------------------------- backbone name and weights file
+
+def test_unknown_backbone_names_close_matches(category, work, capsys):
+    out = work / 'typo_model'
+    rc, _, err = run(capsys, 'fit', category, '--backbone', 'resnet_18', '--weights', 'random', '-q', '-o', out)
+    assert_clean_failure(rc, err, "'resnet_18'", 'timm has no model', 'did you mean resnet18', out)
+
+
+def test_missing_weights_file_says_what_to_do(category, work, capsys):
+    out, missing = work / 'no_weights_model', work / 'not_there.safetensors'
+    rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', missing, '-o', out)
+    assert_clean_failure(rc, err, missing, 'weights file not found', 'Check the path', out)
