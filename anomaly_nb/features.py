@@ -67,7 +67,8 @@ def load_timm_model(name:str, # timm model name, e.g. 'tf_efficientnet_lite0', '
                    )->nn.Module: # the network in eval mode
     "Create a timm model with hub, local or random weights; a `WeightsError` explains failures."
     import timm
-    if not timm.is_model(name):  # before any weights are looked for: the name is the first thing to fix
+    from timm.models import parse_model_name
+    if parse_model_name(name)[0] is None and not timm.is_model(name):  # a plain timm name (not 'hf-hub:...'): check it first
         close = difflib.get_close_matches(name, timm.list_models(), 3)
         raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ".") +
                          " List names with timm.list_models('*pattern*'); DINOv2 backbones are Hugging Face ids such as 'facebook/dinov2-small'.")

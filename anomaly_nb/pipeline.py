@@ -269,7 +269,7 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
                 sigma:float=4.0, # blur of the maps
                 topk:float|None=None, # image score reduction
                 device:str|None=None, # None: CUDA if available
-                batch_size:int|None=None, # images per forward pass; None: 4 on a CPU, 32 on a GPU
+                batch_size:int|None=None, # images per forward pass; None: `default_batch_size` of the device
                 progress:bool=True, # progress bars
                 **detector_kwargs, # options of the detector, e.g. k=1, bank='coreset'
                )->AnomalyModel:
