@@ -4,13 +4,14 @@
 
 # %% ../nbs/03_maps.ipynb #848c6e79
 from __future__ import annotations
+from functools import lru_cache
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['blur_map', 'anomaly_maps', 'image_scores', 'to_original']
+__all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'image_scores', 'to_original']
 
 # %% ../nbs/03_maps.ipynb #022958cb
 def blur_map(amap:np.ndarray, # one map (H, W)
@@ -22,16 +23,38 @@ def blur_map(amap:np.ndarray, # one map (H, W)
     k = 2 * int(4 * sigma + 0.5) + 1
     return cv2.GaussianBlur(amap, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
+# %% ../nbs/03_maps.ipynb #cd813fb6
+def _reflect(idx:np.ndarray, n:int)->np.ndarray:
+    "OpenCV's BORDER_REFLECT (fedcba|abcdef|fedcba) for integer indices, folded again for kernels wider than `n`."
+    if n == 1: return np.zeros_like(idx)
+    while ((idx < 0) | (idx >= n)).any(): idx = np.where(idx < 0, -idx - 1, np.where(idx >= n, 2 * n - idx - 1, idx))
+    return idx
+
+@lru_cache(maxsize=32)
+def map_operator(n_in:int, # grid cells along one axis
+                 n_out:int, # pixels along the same axis
+                 sigma:float=4.0, # Gaussian σ in output pixels; 0 = upsampling only
+                )->torch.Tensor: # (n_out, n_in) float32 matrix
+    "Bilinear upsampling (as `F.interpolate`, `align_corners=False`) then `blur_map`'s 1-D blur, along one axis, as one matrix."
+    up = F.interpolate(torch.eye(n_in, dtype=torch.float64)[None], size=n_out, mode='linear', align_corners=False)[0].T
+    if sigma <= 0: return up.float()
+    k = 2 * int(4 * sigma + 0.5) + 1
+    taps = np.arange(n_out)[:, None] + np.arange(k)[None] - k // 2
+    blur = np.zeros((n_out, n_out))
+    np.add.at(blur, (np.repeat(np.arange(n_out), k), _reflect(taps, n_out).ravel()),
+              np.tile(cv2.getGaussianKernel(k, sigma, cv2.CV_64F)[:, 0], n_out))
+    return (torch.from_numpy(blur) @ up).float()
+
 # %% ../nbs/03_maps.ipynb #7fc1965a
 def anomaly_maps(patch_scores:np.ndarray, # (N, h, w) scores on the feature grid
                  size:int|tuple[int,int]=256, # (H, W) of the input images
                  sigma:float=4.0, # Gaussian σ in pixels of the output
                 )->np.ndarray: # (N, H, W) float32 maps
-    "Upsample patch-score grids bilinearly to the image size and blur them."
+    "Upsample patch-score grids bilinearly to the image size and blur them (two matrix products per map)."
     H, W = (size, size) if isinstance(size, int) else size
-    grid = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))[:, None]
-    up = F.interpolate(grid, size=(H, W), mode='bilinear', align_corners=False)[:, 0].numpy()
-    return np.stack([blur_map(m, sigma) for m in up])
+    grids = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))
+    rows, cols = map_operator(grids.shape[1], H, float(sigma)), map_operator(grids.shape[2], W, float(sigma))
+    return (rows @ grids @ cols.T).numpy()
 
 # %% ../nbs/03_maps.ipynb #55f4c5db
 def image_scores(maps:np.ndarray, # (N, H, W) anomaly maps
