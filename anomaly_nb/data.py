@@ -289,7 +289,7 @@ class ImageDataset(Dataset):
         s = self.samples[i]
         img = load_image(s.path, gray=True)  # a gray image is resized once, not three times, then repeated
         a, m, v = resize_pair(img, self._mask(s, img), self.size, self.resize)
-        x = torch.from_numpy(a).float().div_(255)
+        x = torch.from_numpy(np.divide(a, np.float32(255), dtype=np.float32))  # numpy: a tiny torch op here would wake its thread pool
         return dict(image=x.expand(3, *x.shape) if x.ndim == 2 else x.permute(2, 0, 1), mask=torch.from_numpy(m),
                     valid=torch.from_numpy(v), label=s.label, index=i,
                     orig_size=torch.tensor([img.height, img.width]))
