@@ -5,6 +5,9 @@
 # %% ../nbs/01_features.ipynb #5a53c0c9
 from __future__ import annotations
 import difflib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'WEIGHT_SUFFIXES', 'pick_device', 'default_batch_size', 'WeightsError',
-           'resolve_weights_file', 'load_timm_model', 'feature_layers', 'node_names', 'default_layers',
-           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
+__all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'WEIGHT_SUFFIXES', 'pick_device', 'default_batch_size',
+           'default_streams', 'torch_threads', 'in_streams', 'WeightsError', 'resolve_weights_file', 'load_timm_model',
+           'feature_layers', 'node_names', 'default_layers', 'FeatureExtractor', 'TimmFeatureExtractor',
+           'Dinov2FeatureExtractor', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #e3f4804c
 def pick_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', or None for automatic
@@ -33,6 +37,42 @@ def default_batch_size(device:str|torch.device # where the network runs
                       )->int: # images per forward pass
     "Images per batch: small on a CPU (activations stay in the cache), large on a GPU (its cores stay busy)."
     return CPU_BATCH_SIZE if torch.device(device).type == 'cpu' else GPU_BATCH_SIZE
+
+# %% ../nbs/01_features.ipynb #b6b27f5d
+CPU_STREAMS = 2  # forward passes in flight on a CPU, each with its share of the threads: see benchmarks/bench.py
+
+def default_streams(device:str|torch.device # where the network runs
+                   )->int: # forward passes to run at once
+    "Two forward passes at once on a CPU with at least two threads, one on a GPU."
+    if torch.device(device).type != 'cpu': return 1
+    return max(1, min(CPU_STREAMS, torch.get_num_threads()))
+
+@contextmanager
+def torch_threads(n:int # intra-op threads inside the block
+                 ):
+    "Run a block with `n` PyTorch threads, then restore the previous number."
+    old = torch.get_num_threads()
+    if n != old: torch.set_num_threads(n)
+    try: yield
+    finally:
+        if torch.get_num_threads() != old: torch.set_num_threads(old)
+
+def in_streams(fn, # called on each item, e.g. a forward pass
+               items, # any iterable; it is consumed in the calling thread
+               streams:int=1, # calls of `fn` in flight (1: plain loop, no threads)
+              ):
+    "Yield `(item, fn(item))` in order; with `streams` > 1 the calls run in threads, each with its share of PyTorch's threads."
+    if streams <= 1:
+        for item in items: yield item, fn(item)
+        return
+    with torch_threads(max(1, torch.get_num_threads() // streams)), ThreadPoolExecutor(streams) as pool:
+        pending = deque()
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) > streams:
+                done, fut = pending.popleft(); yield done, fut.result()
+        while pending:
+            done, fut = pending.popleft(); yield done, fut.result()
 
 # %% ../nbs/01_features.ipynb #601ecd9b
 class WeightsError(RuntimeError):
@@ -131,13 +171,12 @@ class FeatureExtractor(nn.Module):
                 pooled:bool=False, # one vector per image instead of a grid
                 progress:bool=True, # show a progress bar
                 dtype=np.float32, # output dtype (np.float16 halves memory)
+                streams:int|None=None, # forward passes in flight (see `in_streams`); None: `default_streams` of the device
                )->np.ndarray: # (N, C, h, w) or (N, C)
         "Features of every image the loader yields, in order, as one array."
-        out = []
-        for batch in tqdm(loader, desc='features', disable=not progress, leave=False):
-            x = batch['image'] if isinstance(batch, dict) else batch
-            out.append(self(x, pooled=pooled).float().cpu().numpy().astype(dtype, copy=False))
-        return np.concatenate(out)
+        def run(batch): return self(batch['image'] if isinstance(batch, dict) else batch, pooled=pooled).float().cpu().numpy().astype(dtype, copy=False)
+        streams = default_streams(self.device) if streams is None else streams
+        return np.concatenate([f for _, f in in_streams(run, tqdm(loader, desc='features', disable=not progress, leave=False), streams)])
 
 # %% ../nbs/01_features.ipynb #f95cd29b
 class TimmFeatureExtractor(FeatureExtractor):
@@ -177,7 +216,7 @@ class TimmFeatureExtractor(FeatureExtractor):
         if self.pool > 1: feats = [F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False) for f in feats]
         size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
         feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode='bilinear', align_corners=False) for f in feats]
-        return torch.cat(feats, 1).contiguous()
+        return torch.cat(feats, 1).contiguous(memory_format=torch.channels_last)  # one row per patch is then a free view
 
 # %% ../nbs/01_features.ipynb #0dce0a9a
 def _load_dinov2(name:str, weights:str|Path, config)->tuple[nn.Module, tuple, tuple]:
@@ -229,7 +268,7 @@ class Dinov2FeatureExtractor(FeatureExtractor):
 
     def patch_features(self, x:torch.Tensor)->torch.Tensor:
         tok, h, w = self._tokens(x)
-        return tok[:, 1:].reshape(len(tok), h, w, -1).permute(0, 3, 1, 2).contiguous()
+        return tok[:, 1:].reshape(len(tok), h, w, -1).contiguous().permute(0, 3, 1, 2)  # channels-last memory, as the CNN's
 
     def pooled_features(self, x:torch.Tensor)->torch.Tensor:
         tok, _, _ = self._tokens(x)

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Sample, ImageDataset, make_loader, mvtec_samples, training_samples, find_categories, DataError
-from .features import FeatureExtractor, get_extractor, default_batch_size
+from .features import FeatureExtractor, get_extractor, default_batch_size, default_streams, in_streams
 from .detectors import Detector, get_detector
 from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table, at_threshold, best_f1_threshold
@@ -65,6 +65,7 @@ class AnomalyModel:
                  topk:float|None=None, # image score: None = max of the map, else top-k mean (see `image_scores`)
                  batch_size:int|None=None, # images per forward pass; None: `default_batch_size` of the extractor's device
                  score_batch:int=32, # images the detector scores at once (the backbone's batches are gathered)
+                 streams:int|None=None, # forward passes in flight (`in_streams`); None: `default_streams` of the extractor's device
                  num_workers:int|None=None, # DataLoader workers (None: automatic)
                  progress:bool=True, # progress bars
                 ):
@@ -72,6 +73,7 @@ class AnomalyModel:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize, self.pooled, self.sigma, self.topk = resize, pooled, sigma, topk
         self.batch_size = batch_size or default_batch_size(getattr(extractor, 'device', 'cpu'))
+        self.streams = default_streams(getattr(extractor, 'device', 'cpu')) if streams is None else streams
         self.score_batch, self.num_workers, self.progress = score_batch, num_workers, progress
         self.fit_s, self.grid, self.n_train = None, None, None
         self.threshold, self.threshold_info = None, None
@@ -114,7 +116,7 @@ def _fit(self:AnomalyModel,
     t0 = time.perf_counter()
     samples, held = split_holdout(_as_samples(source), holdout, seed)
     loader = self._loader(samples, skip_bad)
-    feats = self.extractor.extract(loader, pooled=self.pooled, progress=self.progress)
+    feats = self.extractor.extract(loader, pooled=self.pooled, progress=self.progress, streams=self.streams)
     samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
     _finite_or_fail(feats, samples, self.extractor)
     self.grid = None if self.pooled else tuple(feats.shape[2:])
@@ -205,8 +207,10 @@ def _predict(self:AnomalyModel,
         masks.append(info['mask']); sizes.append(info['orig_size'])
         feats.clear(); infos.clear()
     loader = self._loader(samples, skip_bad)
-    for b in tqdm(loader, desc='predict', disable=not self.progress, leave=False):
-        feats.append(self.extractor(b['image'], pooled=self.pooled))
+    def forward(b): return self.extractor(b['image'], pooled=self.pooled)
+    batches = tqdm(loader, desc='predict', disable=not self.progress, leave=False)
+    for b, f in in_streams(forward, batches, self.streams):  # decoding and scoring overlap the forward passes
+        feats.append(f)
         infos.append({k: b[k].numpy() for k in ('valid', 'mask', 'orig_size')})
         if sum(map(len, feats)) >= self.score_batch: score_waiting()
     if feats: score_waiting()
@@ -270,13 +274,14 @@ def build_model(backbone:str='tf_efficientnet_lite0', # timm model name or DINOv
                 topk:float|None=None, # image score reduction
                 device:str|None=None, # None: CUDA if available
                 batch_size:int|None=None, # images per forward pass; None: `default_batch_size` of the device
+                streams:int|None=None, # forward passes in flight; None: `default_streams` of the device
                 progress:bool=True, # progress bars
                 **detector_kwargs, # options of the detector, e.g. k=1, bank='coreset'
                )->AnomalyModel:
     "An unfitted `AnomalyModel` from plain names and values."
     ex = get_extractor(backbone, layers=layers, weights=weights, device=device)
     return AnomalyModel(ex, get_detector(detector, **detector_kwargs), size=size, resize=resize, pooled=pooled,
-                        sigma=sigma, topk=topk, batch_size=batch_size, progress=progress)
+                        sigma=sigma, topk=topk, batch_size=batch_size, streams=streams, progress=progress)
 
 def select_categories(cats:list[Path], # categories found under a root
                       names:list[str]|None=None, # the ones wanted (None: all)
