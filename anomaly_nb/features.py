@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_features.ipynb #5a53c0c9
 from __future__ import annotations
-import difflib
+import difflib, sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,10 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'WEIGHT_SUFFIXES', 'pick_device', 'default_batch_size',
-           'default_streams', 'torch_threads', 'in_streams', 'WeightsError', 'resolve_weights_file', 'load_timm_model',
-           'feature_layers', 'node_names', 'default_layers', 'FeatureExtractor', 'TimmFeatureExtractor',
-           'Dinov2FeatureExtractor', 'get_extractor']
+__all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'STREAM_SWITCH_S', 'WEIGHT_SUFFIXES', 'pick_device',
+           'default_batch_size', 'default_streams', 'torch_threads', 'gil_switch', 'in_streams', 'WeightsError',
+           'resolve_weights_file', 'load_timm_model', 'feature_layers', 'node_names', 'default_layers',
+           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #e3f4804c
 def pick_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', or None for automatic
@@ -57,6 +57,17 @@ def torch_threads(n:int # intra-op threads inside the block
     finally:
         if torch.get_num_threads() != old: torch.set_num_threads(old)
 
+@contextmanager
+def gil_switch(seconds:float # how long a Python thread may hold the GIL while another waits
+              ):
+    "Run a block with Python's thread switch interval set to `seconds`, then restore it."
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try: yield
+    finally: sys.setswitchinterval(old)
+
+STREAM_SWITCH_S = 0.001  # GIL switch interval while streams run (Python's default: 0.005)
+
 def in_streams(fn, # called on each item, e.g. a forward pass
                items, # any iterable; it is consumed in the calling thread
                streams:int=1, # calls of `fn` in flight (1: plain loop, no threads)
@@ -65,7 +76,7 @@ def in_streams(fn, # called on each item, e.g. a forward pass
     if streams <= 1:
         for item in items: yield item, fn(item)
         return
-    with torch_threads(max(1, torch.get_num_threads() // streams)), ThreadPoolExecutor(streams) as pool:
+    with torch_threads(max(1, torch.get_num_threads() // streams)), gil_switch(STREAM_SWITCH_S), ThreadPoolExecutor(streams) as pool:
         pending = deque()
         for item in items:
             pending.append((item, pool.submit(fn, item)))

@@ -9,11 +9,13 @@ Run on demand; CI never runs it. How it measures:
   .npy files under --cache (default /tmp/perf-cache); every detector setting reuses them. Training
   subsets (--n-train) are the first n images of a seeded permutation of train/good.
 - The backbone-only limit: test images decoded into memory first, then only the extractor's forward
-  pass is timed, at batch sizes 1-32; the fastest is the limit. The full pipeline on the same images:
-  `AnomalyModel.predict` (decoding, backbone, detector, maps) with its defaults (small backbone batches,
-  scored in groups of 32), batch by batch, and at batch 32 (the earlier default). All settings are
-  interleaved in each of --repeats rounds and their medians compared; the ratio is the pipeline's
-  share of the backbone's best throughput.
+  pass is timed, at batch sizes 1-32, one pass at a time on all threads and with the default number
+  of passes in flight (`features.in_streams`); the fastest setting is the limit. The full pipeline
+  on the same images: `AnomalyModel.predict` (decoding, backbone, detector, maps) at its defaults
+  on the image files alone (as when predicting new parts; the ratio), with their masks read too
+  (as `evaluate`), one stream, scored batch by batch, and at batch 32 with one stream (the defaults
+  before this benchmark). All settings are interleaved in each of --repeats rounds and their
+  medians compared; the ratio is the pipeline's share of the backbone's best throughput.
 - Each detector setting runs in its OWN subprocess, which reads the cached features and reports its
   own `ru_maxrss`: peak RSS is therefore isolated per setting. It includes the cached training
   features and the Python/torch/FAISS runtime but not the backbone; the end-to-end rows (--e2e) run
@@ -206,41 +208,53 @@ def subprocess_json(argv, log):
 
 # ---------------------------------------------------------------- throughput: backbone alone vs the pipeline
 def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
-    """Images/s of the backbone alone (decoded images in memory; its best batch size is the limit) and of `predict`
-    with PaDiM (defaults, ungathered, batch 32): the same images, one run."""
+    """Images/s of the backbone alone (decoded images in memory; every batch size, with one forward pass at a time on
+    all threads and with `streams` passes in flight; the best is the limit) and of `predict` with PaDiM on the same
+    images: defaults on the image files alone (as predicting new parts), with their masks (as `evaluate`), one forward
+    pass at a time, scored batch by batch, and at batch 32 with one stream (the defaults before this benchmark)."""
     import torch
-    from anomaly_nb.data import mvtec_samples, ImageDataset
+    from anomaly_nb.data import mvtec_samples, ImageDataset, Sample
+    from anomaly_nb.features import in_streams
     meta = json.loads((d / 'meta.json').read_text())
-    samples = mvtec_samples(a.data)['test'][:n_images]
+    with_masks = mvtec_samples(a.data)['test'][:n_images]
+    images_only = [Sample(s.path, s.label, s.defect) for s in with_masks]  # no ground truth to read
     model = build(a)
     model.num_workers = a.workers
     model.detector.fit(train_rows(d, meta, meta['n_train']))
     model.n_train, model.grid = meta['n_train'], tuple(meta['grid'])
-    ds = ImageDataset(samples, a.size, a.resize)
+    ds = ImageDataset(images_only, a.size, a.resize)
     x = torch.stack([ds[i]['image'] for i in range(len(ds))])
-    def backbone(bs):
+    default_bs, group, streams = model.batch_size, model.score_batch, model.streams
+    def backbone(bs, n_streams):
         t0 = time.perf_counter()
-        for i in range(0, len(x), bs): model.extractor(x[i:i + bs])
+        for _ in in_streams(model.extractor, (x[i:i + bs] for i in range(0, len(x), bs)), n_streams): pass
         return time.perf_counter() - t0
-    default_bs, group = model.batch_size, model.score_batch
-    def pipeline(bs, group):
-        model.batch_size, model.score_batch = bs, group
+    def pipeline(samples, bs, group, n_streams):
+        model.batch_size, model.score_batch, model.streams = bs, group, n_streams
         t0 = time.perf_counter(); model.predict(samples); return time.perf_counter() - t0
-    pipes = {'default': (default_bs, group), 'ungathered': (default_bs, default_bs), 'batch 32': (32, group)}
-    runs = {**{('backbone', bs): lambda bs=bs: backbone(bs) for bs in backbone_batches},
+    pipes = {'default': (images_only, default_bs, group, streams), 'default, with masks': (with_masks, default_bs, group, streams),
+             'one stream': (images_only, default_bs, group, 1), 'ungathered': (images_only, default_bs, default_bs, streams),
+             'batch 32, one stream': (images_only, 32, group, 1)}
+    stream_options = sorted({1, streams})
+    runs = {**{('backbone', bs, n): lambda bs=bs, n=n: backbone(bs, n) for bs in backbone_batches for n in stream_options},
             **{('pipeline', k): lambda v=v: pipeline(*v) for k, v in pipes.items()}}
     for f in runs.values(): f()  # warm-up: one-off kernel selection for every batch shape
     times = {k: [] for k in runs}
     for _ in range(repeats):  # interleaved, so that a load change hits every setting alike
         for k, f in runs.items(): times[k].append(f())
-    img_s = {k: len(samples) / statistics.median(v) for k, v in times.items()}
-    best_bs = max(backbone_batches, key=lambda bs: img_s[('backbone', bs)])
-    limit = img_s[('backbone', best_bs)]
-    return dict(images=len(samples), backbone_img_s=limit, backbone_batch=best_bs,
-                backbone_by_batch={bs: img_s[('backbone', bs)] for bs in backbone_batches},
+    img_s = {k: len(x) / statistics.median(v) for k, v in times.items()}
+    backbone_runs = {k[1:]: v for k, v in img_s.items() if k[0] == 'backbone'}
+    best = max(backbone_runs, key=backbone_runs.get)
+    limit = backbone_runs[best]
+    def paired(pipe):  # the ratio within each round, then the median: drift between rounds cancels
+        return statistics.median(b / p for b, p in zip(times[('backbone', *best)], times[('pipeline', pipe)]))
+    return dict(images=len(x), backbone_img_s=limit, backbone_batch=best[0], backbone_streams=best[1],
+                backbone_by_setting={f'batch {bs}, {n} stream{"s" * (n > 1)}': v for (bs, n), v in backbone_runs.items()},
                 pipeline_img_s={k: img_s[('pipeline', k)] for k in pipes}, ratio=img_s[('pipeline', 'default')] / limit,
+                ratio_with_masks=img_s[('pipeline', 'default, with masks')] / limit,
+                paired_ratio=paired('default'), paired_ratio_with_masks=paired('default, with masks'),
                 workers=model.num_workers, threads=torch.get_num_threads(), batch_size=default_bs, score_batch=group,
-                repeats=repeats)
+                streams=streams, repeats=repeats)
 
 
 # ---------------------------------------------------------------- table
@@ -285,6 +299,8 @@ def main():
     p.add_argument('--recall-queries', type=int, default=5000)
     p.add_argument('--throughput-images', type=int, default=128, help='0: skip the throughput comparison')
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--backbone-batches', type=int, nargs='+', default=[1, 2, 4, 8, 16, 32],
+                   help='batch sizes tried for the backbone-only limit')
     p.add_argument('--cache', default='/tmp/perf-cache')
     p.add_argument('--quick', action='store_true', help='three settings, the largest n_train, one repeat')
     p.add_argument('--features-only', action='store_true')
@@ -322,21 +338,24 @@ def main():
         r = subprocess_json(base + ['--test-every=1', '--_worker', json.dumps(dict(kind='e2e', spec=spec, n=n))], log)
         r.setdefault('setting', spec + ' (end to end)'); r.setdefault('n_train', n)
         rows.append(r); print(json.dumps(r), flush=True)
-    tp = throughput(a, d, a.throughput_images, a.repeats) if a.throughput_images > 0 else None
+    tp = throughput(a, d, a.throughput_images, a.repeats, tuple(a.backbone_batches)) if a.throughput_images > 0 else None
     print(json.dumps(tp), flush=True)
     print(f"\n{a.backbone}, layers {a.layers or 'default'}, {a.size}x{a.size} ({a.resize}), {meta['n_test']} test images"
           f"{f' (every {a.test_every}th scored)' if a.test_every > 1 else ''}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs at the end\n")
     print(table(rows, meta))
     if tp is None: return
-    by = ', '.join(f"{bs}: {v:.1f}" for bs, v in tp['backbone_by_batch'].items())
+    by = ', '.join(f"{k}: {v:.1f}" for k, v in tp['backbone_by_setting'].items())
     pl = tp['pipeline_img_s']
     print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}, interleaved; "
-          f"{tp['threads']} torch threads, DataLoader workers: {tp['workers']}). Backbone alone by batch size ({by} "
-          f"images/s): best {tp['backbone_img_s']:.1f} at batch {tp['backbone_batch']}. Full pipeline (decode + backbone + "
-          f"PaDiM + maps): {pl['default']:.1f} images/s at batch {tp['batch_size']} scored in groups of {tp['score_batch']}, "
-          f"**ratio {tp['ratio']:.2f}**; scored batch by batch {pl['ungathered']:.1f}; at batch 32 {pl['batch 32']:.1f}")
-
+          f"{tp['threads']} torch threads, DataLoader workers: {tp['workers']}). Backbone alone ({by} images/s): best "
+          f"{tp['backbone_img_s']:.1f} at batch {tp['backbone_batch']} with {tp['backbone_streams']} stream(s). Full pipeline "
+          f"(decode + backbone + PaDiM + maps) at the defaults (batch {tp['batch_size']}, {tp['streams']} streams, scored in "
+          f"groups of {tp['score_batch']}): {pl['default']:.1f} images/s on the image files, **ratio {tp['ratio']:.2f}** "
+          f"(median of the per-round ratios {tp['paired_ratio']:.2f}); {pl['default, with masks']:.1f} reading their masks "
+          f"too (ratio {tp['ratio_with_masks']:.2f}, per round {tp['paired_ratio_with_masks']:.2f}); "
+          f"one stream {pl['one stream']:.1f}; scored batch by batch {pl['ungathered']:.1f}; "
+          f"batch 32, one stream {pl['batch 32, one stream']:.1f}")
 
 if __name__ == '__main__':
     main()
