@@ -14,13 +14,17 @@ import torch.nn.functional as F
 __all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'image_scores', 'to_original']
 
 # %% ../nbs/03_maps.ipynb #022958cb
+def _kernel_size(sigma:float)->int:
+    "Gaussian kernel width reaching ±4σ (odd)."
+    return 2 * int(4 * sigma + 0.5) + 1
+
 def blur_map(amap:np.ndarray, # one map (H, W)
              sigma:float=4.0, # Gaussian σ in pixels; 0 = no blur
             )->np.ndarray: # blurred map, float32
     "Gaussian-blur one anomaly map (σ in pixels, kernel to ±4σ, reflected borders)."
     amap = np.ascontiguousarray(amap, dtype=np.float32)
     if sigma <= 0: return amap
-    k = 2 * int(4 * sigma + 0.5) + 1
+    k = _kernel_size(sigma)
     return cv2.GaussianBlur(amap, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 # %% ../nbs/03_maps.ipynb #cd813fb6
@@ -38,7 +42,7 @@ def map_operator(n_in:int, # grid cells along one axis
     "Bilinear upsampling (as `F.interpolate`, `align_corners=False`) then `blur_map`'s 1-D blur, along one axis, as one matrix."
     up = F.interpolate(torch.eye(n_in, dtype=torch.float64)[None], size=n_out, mode='linear', align_corners=False)[0].T
     if sigma <= 0: return up.float()
-    k = 2 * int(4 * sigma + 0.5) + 1
+    k = _kernel_size(sigma)
     taps = np.arange(n_out)[:, None] + np.arange(k)[None] - k // 2
     blur = np.zeros((n_out, n_out))
     np.add.at(blur, (np.repeat(np.arange(n_out), k), _reflect(taps, n_out).ravel()),

@@ -72,8 +72,9 @@ class AnomalyModel:
         self.extractor, self.detector = extractor, detector
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize, self.pooled, self.sigma, self.topk = resize, pooled, sigma, topk
-        self.batch_size = batch_size or default_batch_size(getattr(extractor, 'device', 'cpu'))
-        self.streams = default_streams(getattr(extractor, 'device', 'cpu')) if streams is None else streams
+        device = getattr(extractor, 'device', 'cpu')
+        self.batch_size = batch_size or default_batch_size(device)
+        self.streams = default_streams(device) if streams is None else streams
         self.score_batch, self.num_workers, self.progress = score_batch, num_workers, progress
         self.fit_s, self.grid, self.n_train = None, None, None
         self.threshold, self.threshold_info = None, None

@@ -357,5 +357,6 @@ def main():
           f"one stream {pl['one stream']:.1f}; scored batch by batch {pl['ungathered']:.1f}; "
           f"batch 32, one stream {pl['batch 32, one stream']:.1f}")
 
+
 if __name__ == '__main__':
     main()
