@@ -292,7 +292,7 @@ def main():
     p.add_argument('--resize', default='stretch')
     p.add_argument('--batch-size', type=int, default=None, help='images per forward pass; default: the pipeline default')
     p.add_argument('--workers', type=int, default=None, help='DataLoader workers; default: the pipeline default')
-    p.add_argument('--detectors', nargs='+', default=None, help='settings name:key=value,...')
+    p.add_argument('--detectors', nargs='*', default=None, help='settings name:key=value,...; none given: only --e2e and the throughput')
     p.add_argument('--e2e', nargs='*', default=['padim'], help='settings also run end to end (real fit + evaluate)')
     p.add_argument('--n-train', type=int, nargs='+', default=[667])
     p.add_argument('--test-every', type=int, default=1, help='score every k-th test image (for costly settings)')
@@ -312,7 +312,7 @@ def main():
         r = run_e2e(a, job['spec'], job['n']) if job['kind'] == 'e2e' else \
             run_setting(Path(job['dir']), job['spec'], job['n'], a.test_every, a.recall_queries)
         print(json.dumps(r)); return
-    settings = a.detectors or (QUICK_SETTINGS if a.quick else DEFAULT_SETTINGS)
+    settings = a.detectors if a.detectors is not None else (QUICK_SETTINGS if a.quick else DEFAULT_SETTINGS)
     if a.quick: a.n_train, a.repeats = [max(a.n_train)], 1
     t0 = time.perf_counter()
     d = cache_features(a)
