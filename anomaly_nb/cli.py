@@ -39,10 +39,10 @@ def _model_args(p:argparse.ArgumentParser):
     p.add_argument('-o', '--out', type=Path, default=None, help='folder for metrics.csv, metrics.md and metrics.json')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
     p.add_argument('--seed', type=int, default=0, help="seed of every random choice: the held-out split and the detector's "
-                   "sampling (kNN bank, coreset, LUNAR) (default: %(default)s)")
+                   "sampling (kNN bank, coreset, LUNAR, PaDiM's max_channels subset) (default: %(default)s)")
 
 def _takes_seed(detector:str)->bool:
-    "Whether the named detector has a `seed` argument (kNN, LUNAR and PyOD models do; the Gaussians draw nothing)."
+    "Whether the named detector has a `seed` argument (kNN, LUNAR, PaDiM's channel subset and PyOD models do; the global Gaussian draws nothing)."
     import inspect
     from anomaly_nb.detectors import DETECTORS, PyODDetector
     return 'seed' in inspect.signature(DETECTORS.get(detector.lower(), PyODDetector)).parameters
@@ -116,7 +116,9 @@ def save_table(table, # long metrics table from `pipeline.evaluate`
 def cmd_evaluate(a:argparse.Namespace):
     "Fit on each category's train/good, evaluate its test split, print and save the table."
     from anomaly_nb.pipeline import evaluate
-    table = evaluate(a.root, categories=a.categories, holdout=a.holdout, fpr=a.fpr, seed=a.seed, skip_bad=a.skip_bad, **_build(a))
+    kw = _build(a)
+    table = evaluate(a.root, categories=a.categories, holdout=a.holdout, fpr=a.fpr, seed=a.seed, skip_bad=a.skip_bad,
+                     detector_seed=kw.pop('seed', None), **kw)
     print(table.round(3).to_string(index=False))
     if a.out: save_table(table, a.out)
     if a.skip_bad: report_skipped(table.attrs.get('skipped', []), a.out, 'evaluate')

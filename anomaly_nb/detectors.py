@@ -568,8 +568,20 @@ class PositionalGaussianDetector(Detector):
     per_position = True
     def __init__(self,
                  chunk:int=64, # images per chunk when fitting and scoring
+                 max_channels:int|None=None, # keep a seeded random subset of this many channels (PaDiM's reduction); None: all
+                 seed:int=0, # seed of that subset
                 ): store_attr()
-    __repr__ = basic_repr('chunk')
+    __repr__ = basic_repr('chunk,max_channels,seed')
+
+    def _pick_channels(self, d:int)->np.ndarray|None:
+        "The sorted channel subset to keep out of `d`, or None for all of them."
+        if self.max_channels is None or self.max_channels >= d: return None
+        if self.max_channels < 1: raise ValueError(f"max_channels must be at least 1 (or None for all), got {self.max_channels}")
+        return np.sort(np.random.default_rng(self.seed).choice(d, self.max_channels, replace=False))
+
+    def _kept(self, X:np.ndarray)->np.ndarray:
+        "The fitted channel subset of (images, positions, channels) features."
+        return X if self.channels_ is None else X[..., self.channels_]
 
     @staticmethod
     def _check(X, d=None)->np.ndarray:
@@ -582,7 +594,10 @@ class PositionalGaussianDetector(Detector):
     def fit(self, X:np.ndarray # (n_images, positions, channels) normal features
            ):
         X = self._check(X)
-        n, P, d = X.shape
+        d = X.shape[2]
+        self.channels_ = self._pick_channels(d)
+        X = self._kept(X)
+        P = X.shape[1]
         means, Ws = [], []
         for p0 in range(0, P, self.chunk):  # positions in blocks: bounded float64 temporaries
             block = torch.from_numpy(np.ascontiguousarray(X[:, p0:p0 + self.chunk].transpose(1, 0, 2))).double()
@@ -598,6 +613,7 @@ class PositionalGaussianDetector(Detector):
         X = self._check(X, self.d_)
         if X.shape[1] != self.positions_:
             raise ValueError(f"fitted on {self.positions_} grid positions, got {X.shape[1]}: use the input size the model was fitted with")
+        X = self._kept(X)
         mean, W = torch.from_numpy(self.mean_), torch.from_numpy(self.W_)
         out = []
         for i in range(0, len(X), self.chunk):
@@ -607,13 +623,19 @@ class PositionalGaussianDetector(Detector):
         return torch.cat(out).numpy()
 
     def get_state(self):
-        return dict(name='padim', chunk=self.chunk, d=self.d_), dict(mean=self.mean_.copy(), W=self.W_.copy())
+        arrays = dict(mean=self.mean_.copy(), W=self.W_.copy())
+        if self.channels_ is not None: arrays['channels'] = self.channels_.astype(np.int64)
+        return dict(name='padim', chunk=self.chunk, d=self.d_, max_channels=self.max_channels, seed=self.seed), arrays
 
     @classmethod
     def from_state(cls, params, arrays):
-        det = cls(chunk=params.get('chunk', 64))
+        det = cls(chunk=params.get('chunk', 64), max_channels=params.get('max_channels'), seed=params.get('seed', 0))
         det.mean_, det.W_ = np.asarray(arrays['mean'], np.float32), np.asarray(arrays['W'], np.float32)
+        det.channels_ = np.asarray(arrays['channels'], np.int64) if 'channels' in arrays else None
         det.d_, det.positions_ = int(params['d']), det.mean_.shape[0]
+        kept = det.d_ if det.channels_ is None else len(det.channels_)
+        if det.W_.shape[1:] != (kept, kept) or (det.channels_ is not None and not (0 <= det.channels_).all() & (det.channels_ < det.d_).all()):
+            raise ValueError(f"saved PaDiM state is inconsistent: W is {det.W_.shape} for {kept} kept of {det.d_} channels; refit and save the model again")
         return det
 
 # %% ../nbs/02_detectors.ipynb #4d8b9564

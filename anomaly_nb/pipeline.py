@@ -308,10 +308,12 @@ def evaluate(root, # an MVTec AD category, or a folder of categories
              fpr:float=0.01, # false-alarm rate the threshold aims for
              seed:int=0, # seed of the held-out split
              skip_bad:bool=False, # leave out unreadable files; they are listed in the result's `attrs['skipped']`
+             detector_seed:int|None=None, # the detector's own `seed` (kNN bank, coreset, LUNAR, PaDiM channels); None: its default
              **kwargs, # passed to `build_model`
             ):
     "Fit a fresh model on each category's train/good and evaluate its test split; one table for all."
     import pandas as pd
+    if detector_seed is not None: kwargs['seed'] = detector_seed  # `seed` above is the held-out split's
     rows, skipped = [], []
     for cat in select_categories(find_categories(root), categories):
         model = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr, seed=seed, skip_bad=skip_bad)

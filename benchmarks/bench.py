@@ -218,10 +218,18 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
     meta = json.loads((d / 'meta.json').read_text())
     with_masks = mvtec_samples(a.data)['test'][:n_images]
     images_only = [Sample(s.path, s.label, s.defect) for s in with_masks]  # no ground truth to read
-    model = build(a)
-    model.num_workers = a.workers
-    model.detector.fit(train_rows(d, meta, meta['n_train']))
-    model.n_train, model.grid = meta['n_train'], tuple(meta['grid'])
+    rows = train_rows(d, meta, meta['n_train'])
+    def fitted(spec, extractor=None):
+        name, kw = parse_setting(spec)
+        m = build(a, name, **kw)
+        if extractor is not None: m.extractor = extractor  # one network in memory
+        m.num_workers = a.workers
+        m.detector.fit(rows)
+        m.n_train, m.grid = meta['n_train'], tuple(meta['grid'])
+        return m
+    model = fitted(a.throughput_detector[0])
+    others = {spec: fitted(spec, model.extractor) for spec in a.throughput_detector[1:]}  # compared at the defaults
+    del rows
     ds = ImageDataset(images_only, a.size, a.resize)
     x = torch.stack([ds[i]['image'] for i in range(len(ds))])
     default_bs, group, streams = model.batch_size, model.score_batch, model.streams
@@ -229,12 +237,13 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
         t0 = time.perf_counter()
         for _ in in_streams(model.extractor, (x[i:i + bs] for i in range(0, len(x), bs)), n_streams): pass
         return time.perf_counter() - t0
-    def pipeline(samples, bs, group, n_streams):
-        model.batch_size, model.score_batch, model.streams = bs, group, n_streams
-        t0 = time.perf_counter(); model.predict(samples); return time.perf_counter() - t0
+    def pipeline(samples, bs, group, n_streams, m=model):
+        m.batch_size, m.score_batch, m.streams = bs, group, n_streams
+        t0 = time.perf_counter(); m.predict(samples); return time.perf_counter() - t0
     pipes = {'default': (images_only, default_bs, group, streams), 'default, with masks': (with_masks, default_bs, group, streams),
              'one stream': (images_only, default_bs, group, 1), 'ungathered': (images_only, default_bs, default_bs, streams),
-             'batch 32, one stream': (images_only, 32, group, 1)}
+             'batch 32, one stream': (images_only, 32, group, 1),
+             **{f'default, {spec}': (images_only, default_bs, group, streams, m) for spec, m in others.items()}}
     stream_options = sorted({1, streams})
     runs = {**{('backbone', bs, n): lambda bs=bs, n=n: backbone(bs, n) for bs in backbone_batches for n in stream_options},
             **{('pipeline', k): lambda v=v: pipeline(*v) for k, v in pipes.items()}}
@@ -248,11 +257,14 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
     limit = backbone_runs[best]
     def paired(pipe):  # the ratio within each round, then the median: drift between rounds cancels
         return statistics.median(b / p for b, p in zip(times[('backbone', *best)], times[('pipeline', pipe)]))
-    return dict(images=len(x), backbone_img_s=limit, backbone_batch=best[0], backbone_streams=best[1],
+    return dict(detector=a.throughput_detector[0], images=len(x), backbone_img_s=limit, backbone_batch=best[0], backbone_streams=best[1],
                 backbone_by_setting={f'batch {bs}, {n} stream{"s" * (n > 1)}': v for (bs, n), v in backbone_runs.items()},
                 pipeline_img_s={k: img_s[('pipeline', k)] for k in pipes}, ratio=img_s[('pipeline', 'default')] / limit,
                 ratio_with_masks=img_s[('pipeline', 'default, with masks')] / limit,
                 paired_ratio=paired('default'), paired_ratio_with_masks=paired('default, with masks'),
+                other_detectors={spec: dict(img_s=img_s[('pipeline', f'default, {spec}')],
+                                            ratio=img_s[('pipeline', f'default, {spec}')] / limit,
+                                            paired_ratio=paired(f'default, {spec}')) for spec in others},
                 workers=model.num_workers, threads=torch.get_num_threads(), batch_size=default_bs, score_batch=group,
                 streams=streams, repeats=repeats)
 
@@ -299,6 +311,8 @@ def main():
     p.add_argument('--recall-queries', type=int, default=5000)
     p.add_argument('--throughput-images', type=int, default=128, help='0: skip the throughput comparison')
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--throughput-detector', nargs='+', default=['padim'],
+                   help='detector settings of the pipeline in the throughput comparison: the first in every pipeline variant, the others at the defaults')
     p.add_argument('--backbone-batches', type=int, nargs='+', default=[1, 2, 4, 8, 16, 32],
                    help='batch sizes tried for the backbone-only limit')
     p.add_argument('--cache', default='/tmp/perf-cache')
@@ -350,12 +364,14 @@ def main():
     print(f"\nThroughput on the same {tp['images']} test images (median of {tp['repeats']}, interleaved; "
           f"{tp['threads']} torch threads, DataLoader workers: {tp['workers']}). Backbone alone ({by} images/s): best "
           f"{tp['backbone_img_s']:.1f} at batch {tp['backbone_batch']} with {tp['backbone_streams']} stream(s). Full pipeline "
-          f"(decode + backbone + PaDiM + maps) at the defaults (batch {tp['batch_size']}, {tp['streams']} streams, scored in "
+          f"(decode + backbone + {tp['detector']} + maps) at the defaults (batch {tp['batch_size']}, {tp['streams']} streams, scored in "
           f"groups of {tp['score_batch']}): {pl['default']:.1f} images/s on the image files, **ratio {tp['ratio']:.2f}** "
           f"(median of the per-round ratios {tp['paired_ratio']:.2f}); {pl['default, with masks']:.1f} reading their masks "
           f"too (ratio {tp['ratio_with_masks']:.2f}, per round {tp['paired_ratio_with_masks']:.2f}); "
           f"one stream {pl['one stream']:.1f}; scored batch by batch {pl['ungathered']:.1f}; "
-          f"batch 32, one stream {pl['batch 32, one stream']:.1f}")
+          f"batch 32, one stream {pl['batch 32, one stream']:.1f}"
+          + ''.join(f"; {spec} at the defaults {o['img_s']:.1f} (ratio {o['ratio']:.2f}, per round {o['paired_ratio']:.2f})"
+                    for spec, o in tp['other_detectors'].items()))
 
 
 if __name__ == '__main__':
