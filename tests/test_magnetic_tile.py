@@ -17,7 +17,9 @@ DEFAULT_FLOORS = dict(image_auroc=0.94, pixel_auroc=0.84, pro=0.74)
 DETECTORS = {
     "knn": dict(detector="knn"),
     "gaussian": dict(detector="gaussian"),
-    "lunar": dict(detector="lunar"),
+    # LUNAR scores every patch through k-NN and a small network: at 128 px (a quarter of the patches) this test
+    # takes about 4 minutes instead of 7 on 2 cores; measured there 0.851 / 0.858 / 0.674, far above the floors
+    "lunar": dict(detector="lunar", size=128),
     "padim": dict(),  # the default configuration
 }
 
@@ -28,7 +30,8 @@ def test_detector_on_magnetic_tile(name, magnetic_tile, effnet_weights, capsys):
     table, pred = model.fit(magnetic_tile).evaluate(magnetic_tile)
     with capsys.disabled():
         print(f"\n{name} on magnetic_tile (tf_efficientnet_lite0, ImageNet weights)\n{table.round(3).to_string()}")
-    assert len(pred.samples) == 673 and pred.maps.shape == (673, 256, 256)
+    size = DETECTORS[name].get("size", 256)
+    assert len(pred.samples) == 673 and pred.maps.shape == (673, size, size)
     row = table.loc["all"]
     for metric, floor in (DEFAULT_FLOORS if name == "padim" else FLOORS).items():
         assert row[metric] > floor, f"{name}: {metric} {row[metric]:.3f} below floor {floor}"
