@@ -15,7 +15,9 @@ Run on demand; CI never runs it. How it measures:
   on the image files alone (as when predicting new parts; the ratio), with their masks read too
   (as `evaluate`), one stream, scored batch by batch, and at batch 32 with one stream (the defaults
   before this benchmark). All settings are interleaved in each of --repeats rounds and their
-  medians compared; the ratio is the pipeline's share of the backbone's best throughput.
+  medians compared; the ratio is the pipeline's share of the backbone's best throughput. The pipeline's
+  detector is PaDiM unless --throughput-detector names others (the first runs in every pipeline variant,
+  the others at the defaults, in the same rounds), e.g. `--throughput-detector padim 'padim:max_channels=100'`.
 - Each detector setting runs in its OWN subprocess, which reads the cached features and reports its
   own `ru_maxrss`: peak RSS is therefore isolated per setting. It includes the cached training
   features and the Python/torch/FAISS runtime but not the backbone; the end-to-end rows (--e2e) run
