@@ -594,13 +594,11 @@ class PositionalGaussianDetector(Detector):
     def fit(self, X:np.ndarray # (n_images, positions, channels) normal features
            ):
         X = self._check(X)
-        d = X.shape[2]
+        n, P, d = X.shape
         self.channels_ = self._pick_channels(d)
-        X = self._kept(X)
-        P = X.shape[1]
         means, Ws = [], []
-        for p0 in range(0, P, self.chunk):  # positions in blocks: bounded float64 temporaries
-            block = torch.from_numpy(np.ascontiguousarray(X[:, p0:p0 + self.chunk].transpose(1, 0, 2))).double()
+        for p0 in range(0, P, self.chunk):  # positions in blocks: bounded float64 temporaries, channels picked per block
+            block = torch.from_numpy(np.ascontiguousarray(self._kept(X[:, p0:p0 + self.chunk]).transpose(1, 0, 2))).double()
             m, C = ledoit_wolf_batch(block)
             means.append(m.float()); Ws.append(whitening_batch(C).float())
         self.mean_, self.W_ = torch.cat(means).numpy(), torch.cat(Ws).numpy()
@@ -613,11 +611,10 @@ class PositionalGaussianDetector(Detector):
         X = self._check(X, self.d_)
         if X.shape[1] != self.positions_:
             raise ValueError(f"fitted on {self.positions_} grid positions, got {X.shape[1]}: use the input size the model was fitted with")
-        X = self._kept(X)
         mean, W = torch.from_numpy(self.mean_), torch.from_numpy(self.W_)
         out = []
         for i in range(0, len(X), self.chunk):
-            centred = torch.from_numpy(np.ascontiguousarray(X[i:i + self.chunk], np.float32)) - mean
+            centred = torch.from_numpy(np.ascontiguousarray(self._kept(X[i:i + self.chunk]), np.float32)) - mean
             Z = torch.bmm(centred.transpose(0, 1), W)  # (positions, images, channels): one product per position
             out.append(Z.square_().sum(-1).sqrt_().T)
         return torch.cat(out).numpy()
@@ -634,7 +631,8 @@ class PositionalGaussianDetector(Detector):
         det.channels_ = np.asarray(arrays['channels'], np.int64) if 'channels' in arrays else None
         det.d_, det.positions_ = int(params['d']), det.mean_.shape[0]
         kept = det.d_ if det.channels_ is None else len(det.channels_)
-        if det.W_.shape[1:] != (kept, kept) or (det.channels_ is not None and not (0 <= det.channels_).all() & (det.channels_ < det.d_).all()):
+        in_range = det.channels_ is None or ((0 <= det.channels_) & (det.channels_ < det.d_)).all()
+        if det.W_.shape[1:] != (kept, kept) or not in_range:
             raise ValueError(f"saved PaDiM state is inconsistent: W is {det.W_.shape} for {kept} kept of {det.d_} channels; refit and save the model again")
         return det
 
