@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'STREAM_SWITCH_S', 'WEIGHT_SUFFIXES', 'pick_device',
            'default_batch_size', 'default_streams', 'torch_threads', 'gil_switch', 'in_streams', 'WeightsError',
-           'resolve_weights_file', 'load_timm_model', 'feature_layers', 'node_names', 'default_layers',
-           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
+           'resolve_weights_file', 'load_timm_model', 'feature_layers', 'node_names', 'default_layers', 'n_images',
+           'gather_batches', 'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #e3f4804c
 def pick_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', or None for automatic
@@ -156,6 +156,34 @@ def default_layers(model:nn.Module, strides:tuple=(8, 16))->list[str]:
     if not all(layers): raise ValueError(f"model has no stages at strides {strides}: {stages}")
     return [l[0] for l in layers]
 
+# %% ../nbs/01_features.ipynb #949e9997
+def n_images(loader)->int|None:
+    "The most images `loader` yields, when it can tell (a `CheckedLoader` or a `DataLoader`), else None."
+    for source in (getattr(loader, 'samples', None), getattr(loader, 'dataset', None)):
+        try: return len(source)
+        except TypeError: pass
+    return None
+
+def _empty_like_batch(f:np.ndarray, n:int)->np.ndarray:
+    "An uninitialised array for `n` items shaped as `f[0]`, with the same order of axes in memory as the batch `f`."
+    order = [0] + sorted(range(1, f.ndim), key=lambda a: -f.strides[a])  # slowest to fastest axis in memory
+    buf = np.empty([n] + [f.shape[a] for a in order[1:]], f.dtype)
+    return buf.transpose(np.argsort(order))
+
+def gather_batches(batches, # iterable of arrays (B, ...) with the same trailing shape
+                   n:int|None=None, # an upper bound on the total number of items, or None if unknown
+                  )->np.ndarray: # (total, ...) in order
+    "Concatenate batches into one array allocated once (each batch copied in as it arrives), or with `np.concatenate` when `n` is None."
+    if n is None: return np.concatenate(list(batches))
+    out, i = None, 0
+    for f in batches:
+        if out is None: out = _empty_like_batch(f, n)
+        if i + len(f) > n: raise ValueError(f"got more than the {n} items announced: the loader's length does not match what it yields")
+        out[i:i + len(f)] = f
+        i += len(f)
+    if out is None: raise ValueError("no batches to gather: the loader yielded nothing")
+    return out[:i]
+
 # %% ../nbs/01_features.ipynb #2ac98847
 class FeatureExtractor(nn.Module):
     "Base class: normalise [0, 1] images, compute features without gradients, batch over a loader."
@@ -187,7 +215,8 @@ class FeatureExtractor(nn.Module):
         "Features of every image the loader yields, in order, as one array."
         def run(batch): return self(batch['image'] if isinstance(batch, dict) else batch, pooled=pooled).float().cpu().numpy().astype(dtype, copy=False)
         streams = default_streams(self.device) if streams is None else streams
-        return np.concatenate([f for _, f in in_streams(run, tqdm(loader, desc='features', disable=not progress, leave=False), streams)])
+        batches = in_streams(run, tqdm(loader, desc='features', disable=not progress, leave=False), streams)
+        return gather_batches((f for _, f in batches), n_images(loader))
 
 # %% ../nbs/01_features.ipynb #f95cd29b
 class TimmFeatureExtractor(FeatureExtractor):
