@@ -553,7 +553,7 @@ def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
     mean = X.mean(1)
     Xc = X - mean[:, None]
     S = Xc.transpose(1, 2) @ Xc / n                              # empirical covariances (P, d, d)
-    return mean, lw_from_moments(S, ((Xc ** 2).sum(2) ** 2).sum(1), n)
+    return mean, lw_from_moments(S, Xc.square_().sum(2).square_().sum(1), n)  # in place: Xc is not needed after S
 
 def whitening_batch(covs:torch.Tensor, # (P, d, d) covariances
                     rel_floor:float=1e-6, abs_floor:float=1e-12)->torch.Tensor: # (P, d, d) whitening matrices
@@ -566,8 +566,9 @@ def whitening_batch(covs:torch.Tensor, # (P, d, d) covariances
 class PositionalGaussianDetector(Detector):
     "PaDiM: a Ledoit-Wolf Gaussian per feature-grid position; score = Mahalanobis distance at that position."
     per_position = True
+    FIT_BLOCK_BYTES = 2**26  # 64 MB of float64 samples per block of positions when fitting
     def __init__(self,
-                 chunk:int=64, # images per chunk when fitting and scoring
+                 chunk:int=64, # positions per block when fitting (fewer if a block passes FIT_BLOCK_BYTES); images per chunk when scoring
                  max_channels:int|None=None, # keep a seeded random subset of this many channels (PaDiM's reduction); None: all
                  seed:int=0, # seed of that subset
                 ): store_attr()
@@ -596,12 +597,13 @@ class PositionalGaussianDetector(Detector):
         X = self._check(X)
         n, P, d = X.shape
         self.channels_ = self._pick_channels(d)
-        means, Ws = [], []
-        for p0 in range(0, P, self.chunk):  # positions in blocks: bounded float64 temporaries, channels picked per block
-            block = torch.from_numpy(np.ascontiguousarray(self._kept(X[:, p0:p0 + self.chunk]).transpose(1, 0, 2))).double()
+        k = d if self.channels_ is None else len(self.channels_)
+        self.mean_, self.W_ = np.empty((P, k), np.float32), np.empty((P, k, k), np.float32)  # filled block by block: no second copy
+        step = max(1, min(self.chunk, self.FIT_BLOCK_BYTES // (n * k * 8)))  # positions per block: float64 temporaries stay bounded
+        for p0 in range(0, P, step):  # channels picked per block
+            block = torch.from_numpy(np.ascontiguousarray(self._kept(X[:, p0:p0 + step]).transpose(1, 0, 2))).double()
             m, C = ledoit_wolf_batch(block)
-            means.append(m.float()); Ws.append(whitening_batch(C).float())
-        self.mean_, self.W_ = torch.cat(means).numpy(), torch.cat(Ws).numpy()
+            self.mean_[p0:p0 + step], self.W_[p0:p0 + step] = m.numpy(), whitening_batch(C).numpy()
         self.d_, self.positions_ = d, P
         return self
 
