@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_cli.ipynb #3e4daa4a
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, sys, warnings
 from pathlib import Path
 
 import numpy as np
@@ -256,13 +256,13 @@ def make_parser()->argparse.ArgumentParser:
     e.add_argument('root', type=Path, help='MVTec AD category, or a folder of categories')
     e.add_argument('--categories', nargs='+', default=None, help='only these categories (folder names); default: all')
     _model_args(e)
-    e.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s)')
+    e.add_argument('--holdout', type=float, default=None, help='fraction of good images held out to set the threshold (default: 0.1, none when that is no image)')
     e.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
     _skip_bad_arg(e); e.set_defaults(func=cmd_evaluate)
     f = sub.add_parser('fit', help='fit on good images (MVTec AD category or plain folder) and save the model')
     f.add_argument('data', type=Path, help='MVTec AD category, or a folder of good images')
     _model_args(f)
-    f.add_argument('--holdout', type=float, default=0.1, help='fraction of good images held out to set the threshold (default: %(default)s; 0: no threshold)')
+    f.add_argument('--holdout', type=float, default=None, help='fraction of good images held out to set the threshold (default: 0.1, none when that is no image; 0: no threshold)')
     f.add_argument('--fpr', type=float, default=0.01, help='false-alarm rate the threshold aims for (default: %(default)s)')
     _skip_bad_arg(f); f.set_defaults(func=cmd_fit)
     pr = sub.add_parser('predict', help='score images with a saved model; write maps, overlays and scores.csv')
@@ -280,6 +280,15 @@ def make_parser()->argparse.ArgumentParser:
     _site_args(sub)
     return p
 
+def _warning_printer(command:str):
+    "A `warnings.showwarning` that prints this package's warnings as one `anomaly-nb CMD: warning: ...` line, others as Python does."
+    import anomaly_nb
+    ours, default = Path(anomaly_nb.__file__).parent, warnings.showwarning
+    def show(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).parent != ours: return default(message, category, filename, lineno, file, line)
+        print(f"anomaly-nb {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    return show
+
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `anomaly-nb` console script."
     from anomaly_nb.data import DataError, BadFileError
@@ -288,7 +297,10 @@ def main(argv:list[str]|None=None)->int:
     p = make_parser()
     a = p.parse_args(argv)
     if a.command == 'fit' and a.out is None: p.error('fit needs -o/--out MODEL_DIR')
-    try: a.func(a)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(a.command)
+            a.func(a)
     except (DataError, WeightsError, ModelFileError, ValueError, OSError) as e:
         hint = (" Or rerun with --skip-bad to leave such files out and list them."
                 if isinstance(e, BadFileError) and hasattr(a, 'skip_bad') and not a.skip_bad else '')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_pipeline.ipynb #706a60f8
 from __future__ import annotations
-import resource, sys, time
+import resource, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
-__all__ = ['to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'quantile_threshold', 'robust_threshold',
-           'normal_threshold', 'threshold_columns', 'build_model', 'select_categories', 'long_table', 'evaluate']
+__all__ = ['DEFAULT_HOLDOUT', 'to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'auto_holdout',
+           'quantile_threshold', 'robust_threshold', 'normal_threshold', 'threshold_columns', 'build_model',
+           'select_categories', 'long_table', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -108,14 +109,15 @@ def _as_samples(images)->list[Sample]:
 
 def _fit(self:AnomalyModel,
          source, # MVTec AD category, folder of good images, or a list of image paths / samples
-         holdout:float=0.0, # fraction of the good images held out to set a threshold (0: none)
+         holdout:float|None=0.0, # fraction of the good images held out to set a threshold (0: none; None: `auto_holdout`)
          fpr:float=0.01, # false-alarm rate the threshold aims for on normal images
          seed:int=0, # seed of the held-out split
          skip_bad:bool=False, # leave out unreadable images (listed in `self.skipped`) instead of failing
         )->AnomalyModel:
     "Extract features of the normal images in `source` and fit the detector on them (optionally setting a threshold)."
     t0 = time.perf_counter()
-    samples, held = split_holdout(_as_samples(source), holdout, seed)
+    samples = _as_samples(source)
+    samples, held = split_holdout(samples, auto_holdout(len(samples)) if holdout is None else holdout, seed)
     loader = self._loader(samples, skip_bad)
     feats = self.extractor.extract(loader, pooled=self.pooled, progress=self.progress, streams=self.streams)
     samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
@@ -161,6 +163,17 @@ def split_holdout(samples:list, # normal samples
                         "that holds out at least one image and keeps at least one, or 0 for no threshold (--holdout 0)")
     out = set(np.random.default_rng(seed).choice(len(samples), n_out, replace=False).tolist())
     return [s for i, s in enumerate(samples) if i not in out], [s for i, s in enumerate(samples) if i in out]
+
+DEFAULT_HOLDOUT = 0.1  # the command line's default share of good images held out for the threshold
+
+def auto_holdout(n:int, # good images available
+                 frac:float=DEFAULT_HOLDOUT, # the share wanted
+                )->float: # `frac`, or 0 (no threshold)
+    "`frac` when it holds out at least one of `n` images and keeps one; else 0, with a warning: too few images for a threshold."
+    if 1 <= int(round(frac * n)) < n: return frac
+    warnings.warn(f"{n} good image{'s are' if n != 1 else ' is'} too few to hold out {frac:.0%} for a threshold: fitting on all of them "
+                  "without one (scores only, no ok/defect verdicts). Add good images, or set the held-out share yourself (--holdout).")
+    return 0.0
 
 def quantile_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
                        fpr:float=0.01, # false-alarm rate to aim for
@@ -304,7 +317,7 @@ def long_table(table, # one category's metrics table (rows: classes, 'all', 'mea
 
 def evaluate(root, # an MVTec AD category, or a folder of categories
              categories:list[str]|None=None, # only these categories (by folder name); None: all
-             holdout:float=0.1, # fraction of train/good held out to set each model's threshold (0: none)
+             holdout:float|None=None, # fraction of train/good held out to set each model's threshold (0: none; None: `auto_holdout`)
              fpr:float=0.01, # false-alarm rate the threshold aims for
              seed:int=0, # seed of the held-out split
              skip_bad:bool=False, # leave out unreadable files; they are listed in the result's `attrs['skipped']`
