@@ -14,8 +14,8 @@ from PIL import Image
 from torch.utils.data import Dataset, DataLoader
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'SYNTHETIC_DEFECTS', 'DataError', 'BadFileError', 'load_image', 'load_mask',
-           'Sample', 'list_images', 'is_category', 'find_categories', 'mvtec_samples', 'folder_samples',
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'SYNTHETIC_DEFECTS', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image',
+           'load_mask', 'Sample', 'list_images', 'is_category', 'find_categories', 'mvtec_samples', 'folder_samples',
            'training_samples', 'make_synthetic_category', 'resize_pair', 'ImageDataset', 'CheckedLoader', 'make_loader']
 
 # %% ../nbs/00_data.ipynb #8118c38d
@@ -257,6 +257,8 @@ def _pad_edge(a:np.ndarray, top:int, left:int, H:int, W:int)->np.ndarray:
     out[:, left + w:] = out[:, left + w - 1:left + w]
     return out
 
+REDUCING_GAP = 2.0  # Pillow first box-averages by an integer factor when shrinking 4x or more, then filters the last 2x or more
+
 def resize_pair(img:Image.Image, # RGB or 8-bit grayscale ('L') image
                 mask:np.ndarray|None, # bool mask of the image's size, or None
                 size:int|tuple[int,int]=256, # output (height, width)
@@ -268,7 +270,7 @@ def resize_pair(img:Image.Image, # RGB or 8-bit grayscale ('L') image
         raise DataError(f"mask shape {mask.shape} differs from image size {(img.height, img.width)}")
     h, w = (H, W) if resize == 'stretch' else _fit_box(img.height, img.width, (H, W))
     if resize not in ('stretch', 'pad'): raise ValueError(f"resize must be 'stretch' or 'pad', not {resize!r}")
-    a = np.asarray(img.resize((w, h), Image.BILINEAR))
+    a = np.asarray(img.resize((w, h), Image.BILINEAR, reducing_gap=REDUCING_GAP))
     m = (np.zeros((h, w), bool) if mask is None else
          np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)))
     if (h, w) == (H, W): return a.copy(), m.copy(), np.ones((H, W), bool)  # writable, as when padded
