@@ -124,7 +124,7 @@ def _fit(self:AnomalyModel,
     _finite_or_fail(feats, samples, self.extractor)
     self.grid = None if self.pooled else tuple(feats.shape[2:])
     rows = self._detector_input(feats)
-    del feats  # the grid copy is not needed once the rows exist: halves peak memory
+    del feats  # channels-last features: the rows are a view of the same memory, so no second copy is held
     self.detector.fit(rows)
     self.n_train = len(samples)
     if held:
