@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['parse_options', 'report_skipped', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report', 'cmd_demo', 'cmd_fit',
-           'overlay', 'cmd_predict', 'cmd_site', 'make_parser', 'main']
+__all__ = ['FEW_HOLDOUT', 'parse_options', 'report_skipped', 'metrics_json', 'save_table', 'cmd_evaluate', 'cmd_report',
+           'cmd_demo', 'cmd_fit', 'overlay', 'cmd_predict', 'cmd_site', 'make_parser', 'main']
 
 # %% ../nbs/06_cli.ipynb #c48e4b61
 def parse_options(items:list[str]|None, # strings 'key=value'
@@ -156,6 +156,8 @@ def cmd_demo(a:argparse.Namespace):
     return long
 
 # %% ../nbs/06_cli.ipynb #242fe093
+FEW_HOLDOUT = 5  # below this many held-out images, `fit` calls its threshold a rough guess
+
 def cmd_fit(a:argparse.Namespace):
     "Fit on good images and save the model folder."
     from anomaly_nb.pipeline import build_model
@@ -167,6 +169,8 @@ def cmd_fit(a:argparse.Namespace):
     msg = f"fitted on {model.n_train} images in {model.fit_s:.1f} s; model saved to {a.out}"
     if info: msg += (f"\nthreshold {model.threshold:.4g}: {info['holdout_fpr']:.1%} of {info['n_holdout']} held-out good "
                      f"images above it (target false-alarm rate {info['target_fpr']:.1%})")
+    if info and info['n_holdout'] < FEW_HOLDOUT:
+        msg += f"; only {info['n_holdout']} held-out images make it a rough guess: hold out more (--holdout) or add good images"
     print(msg)
     return model
 

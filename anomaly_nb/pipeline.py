@@ -20,8 +20,8 @@ from .metrics import metrics_table, at_threshold, best_f1_threshold
 
 # %% auto #0
 __all__ = ['DEFAULT_HOLDOUT', 'to_rows', 'peak_rss_mb', 'Prediction', 'AnomalyModel', 'split_holdout', 'auto_holdout',
-           'quantile_threshold', 'robust_threshold', 'normal_threshold', 'threshold_columns', 'build_model',
-           'select_categories', 'long_table', 'evaluate']
+           'quantile_threshold', 'robust_threshold', 'normal_threshold', 'threshold_columns', 'evaluation_samples',
+           'build_model', 'select_categories', 'long_table', 'evaluate']
 
 # %% ../nbs/05_pipeline.ipynb #7d2c1d7a
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -255,14 +255,20 @@ def threshold_columns(table, # from `metrics_table`: rows per class, 'all', 'mea
     return table
 
 # %% ../nbs/05_pipeline.ipynb #ada9de13
+def evaluation_samples(category, # an MVTec AD category folder
+                       skip_bad:bool=False, # let defect images without a mask through (to be skipped when loaded)
+                      )->list[Sample]:
+    "A category's test samples with their masks checked; a `DataError` when there are none."
+    test = mvtec_samples(category, check_masks=not skip_bad)['test']
+    if not test: raise DataError(f"{category} has no test/ images to evaluate: add test/<class>/ images")
+    return test
+
 def _evaluate(self:AnomalyModel,
               category, # an MVTec AD category folder (its `test/` split is scored)
               skip_bad:bool=False, # leave out unreadable images and defect images without a usable mask (in `pred.skipped`)
              )->tuple:
     "Score a category's test split: (metrics table, `Prediction`)."
-    test = mvtec_samples(category, check_masks=not skip_bad)['test']
-    if not test: raise DataError(f"{category} has no test/ images to evaluate: add test/<class>/ images")
-    pred = self.predict(test, skip_bad)
+    pred = self.predict(evaluation_samples(category, skip_bad), skip_bad)
     maps = masks = None
     if pred.maps is not None:
         unpadded = pred.valid.all()
@@ -328,7 +334,9 @@ def evaluate(root, # an MVTec AD category, or a folder of categories
     import pandas as pd
     if detector_seed is not None: kwargs['seed'] = detector_seed  # `seed` above is the held-out split's
     rows, skipped = [], []
-    for cat in select_categories(find_categories(root), categories):
+    cats = select_categories(find_categories(root), categories)
+    for cat in cats: evaluation_samples(cat, skip_bad)  # a missing test/ or mask fails now, not after minutes of fitting
+    for cat in cats:
         model = build_model(**kwargs).fit(cat, holdout=holdout, fpr=fpr, seed=seed, skip_bad=skip_bad)
         table, pred = model.evaluate(cat, skip_bad)
         rows.append(long_table(table, cat.name))
