@@ -151,6 +151,10 @@ AnomalyModel._set_threshold = _set_threshold
 AnomalyModel.fit = _fit
 
 # %% ../nbs/05_pipeline.ipynb #2e0d0904
+def _holds_out(frac:float, n:int)->bool:
+    "Whether a share `frac` of `n` images holds out at least one and keeps at least one."
+    return 1 <= int(round(frac * n)) < n
+
 def split_holdout(samples:list, # normal samples
                   frac:float=0.1, # fraction to hold out
                   seed:int=0, # seed of the split
@@ -158,7 +162,7 @@ def split_holdout(samples:list, # normal samples
     "A seeded random split of normal samples into fitting and held-out sets (at least one each)."
     n_out = int(round(frac * len(samples)))
     if frac <= 0: return list(samples), []
-    if not 1 <= n_out < len(samples):
+    if not _holds_out(frac, len(samples)):
         raise DataError(f"cannot hold out {frac:.0%} of {len(samples)} images ({n_out} image{'s' * (n_out != 1)}): choose a fraction "
                         "that holds out at least one image and keeps at least one, or 0 for no threshold (--holdout 0)")
     out = set(np.random.default_rng(seed).choice(len(samples), n_out, replace=False).tolist())
@@ -170,7 +174,7 @@ def auto_holdout(n:int, # good images available
                  frac:float=DEFAULT_HOLDOUT, # the share wanted
                 )->float: # `frac`, or 0 (no threshold)
     "`frac` when it holds out at least one of `n` images and keeps one; else 0, with a warning: too few images for a threshold."
-    if 1 <= int(round(frac * n)) < n: return frac
+    if _holds_out(frac, n): return frac
     warnings.warn(f"{n} good image{'s are' if n != 1 else ' is'} too few to hold out {frac:.0%} for a threshold: fitting on all of them "
                   "without one (scores only, no ok/defect verdicts). Add good images, or set the held-out share yourself (--holdout).")
     return 0.0
