@@ -21,7 +21,7 @@ from .plots import plot_embeddings
 __all__ = ['Spectrum', 'pca_spectrum', 'n_components_for', 'project_leading', 'project_trailing', 'auroc_per_projection',
            'umap_embed', 'plot_variance', 'plot_umap']
 
-# %% ../nbs/10_analysis.ipynb #778c1075
+# %% ../nbs/10_analysis.ipynb #02e569d9
 @dataclass(frozen=True)
 class Spectrum:
     "Principal directions of training features, by decreasing variance, completed to a basis of the space."
@@ -36,6 +36,7 @@ class Spectrum:
     @property
     def dim(self)->int: return len(self.mean)
 
+# %% ../nbs/10_analysis.ipynb #84fbefb0
 def pca_spectrum(X, # training (normal) features, shape (n, d), n >= 2
                 )->Spectrum:
     "PCA of the training features: mean, complete orthonormal basis by decreasing variance, explained-variance ratios."

@@ -61,7 +61,7 @@ def verdict(label:int, # 0 normal / 1 defect
     called = bool(score > threshold)
     return ('detected' if called else 'missed') if label else ('false alarm' if called else 'passed')
 
-# %% ../nbs/09_report.ipynb #09573337
+# %% ../nbs/09_report.ipynb #42e7a921
 def _shrink(a:np.ndarray, side:tuple[int,int], any_set:bool=False)->np.ndarray:
     "Shrink an image, map or mask to (h, w) = `side` with a box filter; `any_set`: a mask pixel is set if any part is."
     h, w = side
@@ -70,6 +70,7 @@ def _shrink(a:np.ndarray, side:tuple[int,int], any_set:bool=False)->np.ndarray:
     im = Image.fromarray(a if a.dtype == np.uint8 else np.ascontiguousarray(a, np.float32))
     return np.asarray(im.resize((w, h), Image.BOX))
 
+# %% ../nbs/09_report.ipynb #4a3af04b
 def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
                    i:int, # image index
                    thumb:int|None=160, # largest side of the arrays, None = input resolution
@@ -166,7 +167,7 @@ def image_roc(labels, # image labels, 0 normal / 1 defect
     curves = {n: (y[(y == 0) | (c == n)], s[(y == 0) | (c == n)]) for n in names} if len(names) > 1 else {}
     return plot_roc(curves | {'all': (y, s)}, title='image ROC', width=width)
 
-# %% ../nbs/09_report.ipynb #13181c23
+# %% ../nbs/09_report.ipynb #c9355a3d
 RUN_COLUMNS = ('threshold', 'fit_s', 'score_s_per_image', 'peak_rss_mb')
 
 _TABLE_CSS = """
@@ -177,11 +178,14 @@ tbody th { text-align: left; }
 p { font: 12px sans-serif; color: #555; margin: 4px 0; }
 """
 
-def _run_value(table, col):
+def _run_value(table:pd.DataFrame, # a metrics table
+               col:str, # one of its columns
+              ):
     "The single value of a run column (ignoring NaN), or None if it differs between rows."
     v = table[col].dropna().unique()
     return v[0] if len(v) == 1 else None
 
+# %% ../nbs/09_report.ipynb #1d5bfc93
 def metrics_div(table:pd.DataFrame, # metrics table, e.g. from `AnomalyModel.evaluate`
                 digits:int=3, # decimals of the metrics
                )->Div:
@@ -198,12 +202,9 @@ def metrics_div(table:pd.DataFrame, # metrics table, e.g. from `AnomalyModel.eva
     note = ' · '.join(f"{html.escape(str(c))} {v:.4g}" for c, v in run.items())
     return Div(text=body + (f"<p>{note}</p>" if note else ''), stylesheets=[_TABLE_CSS], name='metrics')
 
-# %% ../nbs/09_report.ipynb #93670ed8
-SECTIONS = dict(best='Best: the highest-scoring defects',
-                worst='Worst: the lowest-scoring defects (misses) and the highest-scoring normal images (false alarms)',
-                borderline='Borderline: the images closest to the threshold')
-
-def _map_range(pred):
+# %% ../nbs/09_report.ipynb #41b437a9
+def _map_range(pred:Prediction, # its `maps` and `valid` are read
+              )->tuple: # (low, high), or (None, None)
     "(min, max) of all anomaly maps over their valid pixels, or (None, None) without maps."
     if pred.maps is None or not len(pred.maps): return None, None
     lo, hi = np.inf, -np.inf
@@ -213,7 +214,15 @@ def _map_range(pred):
         if m.size: lo, hi = min(lo, float(m.min())), max(hi, float(m.max()))
     return (lo, hi) if lo <= hi else (None, None)
 
-def _header(title, y, s, classes, threshold, has_maps):
+# %% ../nbs/09_report.ipynb #16fa6266
+def _header(title:str, # page heading
+            y:np.ndarray, # image labels, 0 normal / 1 defect
+            s:np.ndarray, # image scores
+            classes, # class name per image
+            threshold:float|None, # scores above it are called defective
+            has_maps:bool, # whether the prediction has anomaly maps
+           )->str: # HTML
+    "The report's heading and summary lines: counts per label and class, and recall, false alarms and precision at the threshold."
     n, nd = len(y), int((y == 1).sum())
     names = sorted(set(np.asarray(classes)[y == 1]))
     lines = [f"{n} test images: {n - nd} normal, {nd} defective" + (f" ({', '.join(names)})" if names else '')]
@@ -227,6 +236,11 @@ def _header(title, y, s, classes, threshold, has_maps):
     if not has_maps: lines.append('image-level features: no anomaly maps')
     return (f"<h1 style='font:bold 20px sans-serif;margin:4px 0'>{html.escape(title)}</h1>" +
             ''.join(f"<p style='font:13px sans-serif;margin:2px 0'>{html.escape(l)}</p>" for l in lines))
+
+# %% ../nbs/09_report.ipynb #1aad366f
+SECTIONS = dict(best='Best: the highest-scoring defects',
+                worst='Worst: the lowest-scoring defects (misses) and the highest-scoring normal images (false alarms)',
+                borderline='Borderline: the images closest to the threshold')
 
 def build_report(pred:Prediction, # from `AnomalyModel.evaluate` (or `predict` on labelled samples)
                  table:pd.DataFrame|None=None, # metrics table to show, e.g. from `AnomalyModel.evaluate`
@@ -256,6 +270,7 @@ def build_report(pred:Prediction, # from `AnomalyModel.evaluate` (or `predict` o
                             row(*figs), name=f'examples_{key}'))
     return column(*parts, name='report')
 
+# %% ../nbs/09_report.ipynb #6de3dd50
 def write_report(pred:Prediction, # from `AnomalyModel.evaluate`
                  path:str|Path, # output file, usually *.html
                  table:pd.DataFrame|None=None, # metrics table to show
