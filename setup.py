@@ -44,7 +44,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
     install_requires=reqs("requirements"),
-    extras_require={"dev": reqs("dev_requirements")},
+    extras_require={"site": reqs("site_requirements"),  # the website build: nbconvert, nbformat, pyyaml
+                    "dev": reqs("dev_requirements") + reqs("site_requirements")},
     python_requires=">=" + min_python,
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),

@@ -10,11 +10,13 @@ by extraction (the training features and whatever extraction held beside them); 
 detector's fit; the last, evaluation (maps of every test image and the metrics). To compare two
 versions of the package, run the same command with `PYTHONPATH` pointing at each checkout.
 """
-import argparse, json
+import argparse
 from pathlib import Path
 
 import anomaly_nb
-from anomaly_nb.pipeline import build_model, peak_rss_mb
+from anomaly_nb.cli import parse_options
+from anomaly_nb.core import peak_rss_mb
+from anomaly_nb.pipeline import build_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +35,7 @@ def main():
     p.add_argument('--detector', default='padim')
     p.add_argument('--option', action='append', default=[], help='detector option key=value (JSON values)')
     a = p.parse_args()
-    opts = {k: json.loads(v) for k, v in (o.split('=', 1) for o in a.option)}
+    opts = parse_options(a.option)
     rows = []
     def note(stage, extra=''): rows.append((stage, rss_mb(), peak_rss_mb(), extra))
     note('imports')
