@@ -13,7 +13,8 @@ from sklearn.decomposition import PCA
 from bokeh.models import HoverTool, Label, Span
 from bokeh.plotting import figure
 
-from .detectors import GaussianDetector, check_features, orth_complement
+from .detectors import check_features
+from .statistics import GaussianDetector, orth_complement
 from .metrics import image_auroc
 from .plots import plot_embeddings
 

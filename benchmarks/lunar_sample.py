@@ -3,7 +3,7 @@
     python benchmarks/lunar_sample.py [--sizes 5000 10000 20000 40000] [--shared ../shared]
 
 PyOD's LUNAR cannot take the full patch memory bank (683,000 rows for magnetic_tile's 667
-training images at 32x32 patches), so `anomaly_nb.detectors.lunar` fits on a seeded random
+training images at 32x32 patches), so `anomaly_nb.outliers.lunar` fits on a seeded random
 sample of `max_samples` rows. Features are extracted once; each sample size is then fitted and
 scored on the whole test split. Prints one table row per size.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from anomaly_nb.data import mvtec_samples
-from anomaly_nb.detectors import lunar
+from anomaly_nb.outliers import lunar
 from anomaly_nb.maps import anomaly_maps, image_scores
 from anomaly_nb.metrics import image_auroc, pixel_auroc, pro_score
 from anomaly_nb.pipeline import build_model, to_rows

@@ -9,7 +9,8 @@ uneven (looked at only afterwards). Options: --pool/--pools (local averaging), -
 import sys, time, json, argparse, numpy as np, torch, torch.nn.functional as F
 from anomaly_nb.maps import anomaly_maps, image_scores
 from anomaly_nb.metrics import image_auroc, pixel_auroc, pro_score
-from anomaly_nb.detectors import PositionalGaussianDetector, KNNDetector, GaussianDetector
+from anomaly_nb.statistics import PositionalGaussianDetector, GaussianDetector
+from anomaly_nb.neighbours import KNNDetector
 torch.set_num_threads(2)
 p = argparse.ArgumentParser()
 p.add_argument('cache'); p.add_argument('--layers', default='blocks.2,blocks.4'); p.add_argument('--pool', type=int, default=3)
