@@ -31,10 +31,12 @@ Run on demand; CI never runs it. How it measures:
 Detector settings are `name:key=value,...` with the options of `anomaly_nb.detectors.get_detector`,
 e.g. `knn:bank=coreset,max_bank=10000,index=hnsw` (values are parsed as Python literals).
 """
-import argparse, ast, hashlib, json, os, resource, statistics, subprocess, sys, time
+import argparse, ast, hashlib, json, os, statistics, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
+
+from anomaly_nb.core import peak_rss_mb
 
 DEFAULT_SETTINGS = [
     'padim',
@@ -49,10 +51,6 @@ DEFAULT_SETTINGS = [
     'lunar:max_samples=5000,sample="coreset"',
 ]
 QUICK_SETTINGS = ['padim', 'knn:bank="random",max_bank=10000', 'knn:bank=None,index="ivf"']
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
 def parse_setting(spec):
@@ -76,7 +74,7 @@ def config_key(a):
 def build(a, detector='padim', **kw):
     from anomaly_nb.pipeline import build_model
     return build_model(a.backbone, layers=a.layers, weights=a.weights, detector=detector, size=a.size,
-                       resize=a.resize, batch_size=a.batch_size, progress=False, **kw)
+                       resize=a.resize, batch_size=a.batch_size, num_workers=a.workers, progress=False, **kw)
 
 
 def cache_features(a):
@@ -87,7 +85,6 @@ def cache_features(a):
     from anomaly_nb.data import mvtec_samples
     d.mkdir(parents=True, exist_ok=True)
     model = build(a)
-    model.num_workers = a.workers
     s = mvtec_samples(a.data)
     times = {}
     for split in ('train', 'test'):
@@ -140,14 +137,15 @@ def train_rows(d, meta, n):
 def run_setting(d, spec, n, test_every, recall_queries):
     "Fit and score one setting on cached features; a dict of measurements (run inside a subprocess)."
     import torch
-    from anomaly_nb.detectors import get_detector, recall_at_1, KNNDetector
+    from anomaly_nb.detectors import get_detector
+    from anomaly_nb.neighbours import recall_at_1, KNNDetector
     from anomaly_nb.maps import anomaly_maps, image_scores
     from anomaly_nb.metrics import image_auroc, pixel_auroc, pro_score
     meta = json.loads((d / 'meta.json').read_text())
     name, kw = parse_setting(spec)
     det = get_detector(name, **kw)
     X = train_rows(d, meta, n)
-    per_position = getattr(det, 'per_position', False)
+    per_position = det.input == 'grid'  # PaDiM: (images, positions, channels); the others: rows
     if not per_position: X = X.reshape(-1, X.shape[-1])
     t0, c0 = time.perf_counter(), time.process_time(); det.fit(X)
     fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -187,7 +185,6 @@ def run_e2e(a, spec, n):
     from anomaly_nb.data import mvtec_samples
     name, kw = parse_setting(spec)
     model = build(a, name, **kw)
-    model.num_workers = a.workers
     s = mvtec_samples(a.data)
     perm = np.random.default_rng(0).permutation(len(s['train']))[:n]
     model.fit([s['train'][i] for i in sorted(perm)])
@@ -225,7 +222,6 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
         name, kw = parse_setting(spec)
         m = build(a, name, **kw)
         if extractor is not None: m.extractor = extractor  # one network in memory
-        m.num_workers = a.workers
         m.detector.fit(rows)
         m.n_train, m.grid = meta['n_train'], tuple(meta['grid'])
         return m
@@ -240,7 +236,7 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
         for _ in in_streams(model.extractor, (x[i:i + bs] for i in range(0, len(x), bs)), n_streams): pass
         return time.perf_counter() - t0
     def pipeline(samples, bs, group, n_streams, m=model):
-        m.batch_size, m.score_batch, m.streams = bs, group, n_streams
+        m.config = m.config.replace(batch_size=bs, score_batch=group, streams=n_streams)  # run settings: no refit
         t0 = time.perf_counter(); m.predict(samples); return time.perf_counter() - t0
     pipes = {'default': (images_only, default_bs, group, streams), 'default, with masks': (with_masks, default_bs, group, streams),
              'one stream': (images_only, default_bs, group, 1), 'ungathered': (images_only, default_bs, default_bs, streams),
@@ -267,7 +263,7 @@ def throughput(a, d, n_images, repeats, backbone_batches=(1, 2, 4, 8, 16, 32)):
                 other_detectors={spec: dict(img_s=img_s[('pipeline', f'default, {spec}')],
                                             ratio=img_s[('pipeline', f'default, {spec}')] / limit,
                                             paired_ratio=paired(f'default, {spec}')) for spec in others},
-                workers=model.num_workers, threads=torch.get_num_threads(), batch_size=default_bs, score_batch=group,
+                workers=model.config.num_workers, threads=torch.get_num_threads(), batch_size=default_bs, score_batch=group,
                 streams=streams, repeats=repeats)
 
 
