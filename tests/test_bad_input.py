@@ -335,7 +335,7 @@ def test_damaged_model(kind, model, category, work, capsys):
 # ---------------------------------------------------------------- never lose work
 
 def test_interrupted_predict_leaves_no_half_file(model, category, work, capsys, monkeypatch):
-    "Ctrl-C while the third map is written: complete maps only, no scores.csv, no .part file; a rerun completes."
+    "Ctrl-C while the third map is written: every row of scores.csv has its files, no .part file; a rerun resumes and completes."
     out = work / 'out' / 'interrupted_predict'
     real, calls = np.save, []
     def save_then_interrupt(f, arr, **kw):
@@ -346,11 +346,13 @@ def test_interrupted_predict_leaves_no_half_file(model, category, work, capsys, 
     rc, _, err = run(capsys, 'predict', model, category / 'test' / 'good', category / 'test' / 'spot', '-q', '-o', out)
     assert rc == 130 and 'interrupted' in err
     monkeypatch.setattr(cli.np, 'save', real)
-    assert not (out / 'scores.csv').exists() and not list(out.rglob('*.part'))
+    rows = list(csv.DictReader(open(out / 'scores.csv')))
+    assert len(rows) == 2 and not list(out.rglob('*.part')) and not (out / '.anomaly_nb.lock').exists()
     maps = sorted((out / 'maps').glob('*.npy'))
-    assert len(maps) == 2 and all(np.isfinite(np.load(m, allow_pickle=False)).all() for m in maps)
-    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'good', category / 'test' / 'spot', '-q', '-o', out)
-    assert rc == 0 and len(list(csv.DictReader(open(out / 'scores.csv')))) == 3
+    assert [m.name for m in maps] == sorted(Path(r['map']).name for r in rows)  # a row for every map, a map for every row
+    assert all(np.isfinite(np.load(m, allow_pickle=False)).all() for m in maps)
+    rc, stdout, err = run(capsys, 'predict', model, category / 'test' / 'good', category / 'test' / 'spot', '-q', '-o', out)
+    assert rc == 0 and len(list(csv.DictReader(open(out / 'scores.csv')))) == 3 and '2 already done' in stdout, stdout
 
 
 def test_interrupted_fit_keeps_no_partial_model(category, weights, work, capsys, monkeypatch):
@@ -367,15 +369,16 @@ def test_interrupted_fit_keeps_no_partial_model(category, weights, work, capsys,
 
 
 def test_interrupted_report_leaves_no_half_report(model, category, work, capsys, monkeypatch):
-    import anomaly_nb.plots as plots
+    import anomaly_nb.core as core  # every file is renamed into place by core.atomic_file
     out = work / 'out' / 'interrupted_report'
-    real = plots.os.replace
+    real = core.os.replace
     def interrupt(src, dst):
         if str(dst).endswith('report.html'): raise KeyboardInterrupt
         return real(src, dst)
-    monkeypatch.setattr(plots.os, 'replace', interrupt)
+    monkeypatch.setattr(core.os, 'replace', interrupt)
     rc, _, _ = run(capsys, 'report', model, category, '-q', '-o', out)
-    assert rc == 130 and not (out / 'report.html').exists() and not [p for p in out.iterdir() if p.name.startswith('.')]
+    assert rc == 130 and not (out / 'report.html').exists()
+    assert not [p for p in out.iterdir() if p.name.startswith('.') and p.name != '.anomaly_nb']  # no temporary file; the folder's marker
     monkeypatch.undo()
     rc, _, err = run(capsys, 'report', model, category, '-q', '-o', out)
     assert rc == 0 and (out / 'report.html').stat().st_size > 0, err
@@ -417,3 +420,222 @@ def test_missing_weights_file_says_what_to_do(category, work, capsys):
     out, missing = work / 'no_weights_model', work / 'not_there.safetensors'
     rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', missing, '-o', out)
     assert_clean_failure(rc, err, missing, 'weights file not found', 'Check the path', out)
+
+
+# ---------------------------------------------------------------- never destroy a user's files (issue 17)
+
+def tree(d: Path) -> list:
+    return sorted((str(p.relative_to(d)), p.read_bytes() if p.is_file() else None) for p in d.rglob('*'))
+
+
+@pytest.mark.parametrize('target', ['data_folder', 'category_itself', 'parent_of_category', 'a_file', 'a_symlink'])
+def test_fit_never_replaces_what_is_not_a_model(target, category, weights, work, capsys):
+    "-o pointing at someone's folder, the data, its parent, a file or a link: refused before any work, nothing changed."
+    base = work / 'keep' / target
+    base.mkdir(parents=True)
+    cat = Path(shutil.copytree(category, base / 'cat'))
+    (base / 'notes.txt').write_text('my notes')
+    out = {'data_folder': base, 'category_itself': cat, 'parent_of_category': base, 'a_file': base / 'notes.txt',
+           'a_symlink': base / 'link'}[target]
+    if target == 'a_symlink': out.symlink_to(cat)
+    before = tree(base)
+    rc, _, err = run(capsys, 'fit', cat, *FAST, '--weights', weights, '--detector', 'gaussian', '-o', out)
+    assert rc == 1 and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert any(w in err for w in ('nothing was changed', 'existing file', 'symbolic link')), err
+    assert tree(base) == before  # not one file changed, moved or hidden
+
+
+def test_fit_replaces_its_own_model_and_ignores_old_leftovers(category, weights, work, capsys):
+    out = work / 'own' / 'm'
+    (work / 'own').mkdir(); (work / 'own' / '.m.old').mkdir()  # a leftover of an older version's interrupted save
+    for _ in range(2):
+        rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', weights, '--detector', 'gaussian', '-o', out)
+        assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ['arrays.safetensors', 'model.json']
+
+
+@pytest.mark.parametrize('command', ['evaluate', 'report', 'demo'])
+def test_other_commands_never_write_into_someones_folder(command, model, category, work, capsys):
+    base = work / 'keep_cmd' / command; base.mkdir(parents=True); (base / 'notes.txt').write_text('mine')
+    args = {'evaluate': ['evaluate', category, *EVAL, '-o', base], 'report': ['report', model, category, '-q', '-o', base],
+            'demo': ['demo', *EVAL, '-o', base]}[command]
+    rc, _, err = run(capsys, *args)
+    assert rc == 1 and 'nothing was changed' in err and err.count('\n') == 1, err
+    assert sorted(p.name for p in base.iterdir()) == ['notes.txt']
+
+
+def test_predict_names_never_collide(model, work, capsys):
+    "x.png in two folders and a real x_2.png: three maps, three rows, each pointing at its own files."
+    src = work / 'collide'
+    for sub in ('a', 'b'):
+        (src / sub).mkdir(parents=True); Image.fromarray(noise(seed=len(sub))).save(src / sub / 'x.png')
+    Image.fromarray(noise(seed=9)).save(src / 'a' / 'x_2.png')
+    out = work / 'out' / 'collide'
+    rc, _, err = run(capsys, 'predict', model, src / 'a' / 'x.png', src / 'b' / 'x.png', src / 'a' / 'x_2.png', '-q', '-o', out)
+    assert rc == 0, err
+    rows = list(csv.DictReader(open(out / 'scores.csv')))
+    assert len({r['map'] for r in rows}) == 3 and len({r['overlay'] for r in rows}) == 3
+    assert len(list((out / 'maps').iterdir())) == 3
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(model, category, work, capsys):
+    import subprocess, sys
+    out = work / 'out' / 'in_use'
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'spot', '-q', '-o', out)
+    assert rc == 0, err
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])  # a live process holding the lock
+    try:
+        (out / '.anomaly_nb.lock').write_text(str(other.pid))
+        rc, _, err = run(capsys, 'predict', model, category / 'test' / 'good', '-q', '-o', out)
+        assert rc == 1 and f'in use by another anomaly-nb run (process {other.pid})' in err, err
+    finally: other.kill(); other.wait()
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'good', '-q', '-o', out)  # a dead holder's lock is taken over
+    assert rc == 0, err
+
+
+def test_predict_refuses_to_mix_models_and_keeps_every_map_listed(model, category, weights, work, capsys):
+    out = work / 'out' / 'mixed_models'
+    other = work / 'other_model'
+    assert run(capsys, 'fit', category, *FAST, '--weights', weights, '--detector', 'padim', '-o', other)[0] == 0
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'good', category / 'test' / 'spot', '-q', '-o', out)
+    assert rc == 0, err
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'spot', '-q', '-o', out)  # a rerun with fewer images
+    assert rc == 0, err
+    listed = {Path(r['map']).name for r in csv.DictReader(open(out / 'scores.csv'))}
+    assert listed == {p.name for p in (out / 'maps').iterdir()}  # no map without its row
+    rc, _, err = run(capsys, 'predict', other, category / 'test' / 'spot', '-q', '-o', out)
+    assert rc == 1 and 'another model' in err, err
+
+
+def test_sigterm_leaves_no_partial_files_and_a_rerun_completes(model, category, work):
+    "kill (SIGTERM) in the middle of predict: no .part file, no lock; the rerun resumes to the full result."
+    import signal, subprocess, sys, time
+    src = work / 'many'; src.mkdir(exist_ok=True)
+    for i in range(40): Image.fromarray(noise(seed=i)).save(src / f'{i:02d}.png')
+    out = work / 'out' / 'sigterm'
+    cmd = [sys.executable, '-c', 'import sys; from anomaly_nb.cli import main; sys.exit(main(sys.argv[1:]))',
+           'predict', str(model), str(src), '-q', '--score-batch', '4', '-o', str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(600):
+        if (out / 'maps').is_dir() and len(list((out / 'maps').glob('*.npy'))) >= 4: break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err
+    assert not list(out.rglob('*.part')) and not (out / '.anomaly_nb.lock').exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = list(csv.DictReader(open(out / 'scores.csv')))
+    assert len(rows) == 40 and len({r['image'] for r in rows}) == 40
+
+
+# ---------------------------------------------------------------- never pass a defect silently (issue 17)
+
+@pytest.mark.parametrize('args, says', [(['--fpr', '0'], 'fpr must be'), (['--fpr', '-1'], 'fpr must be'), (['--fpr', 'nan'], 'fpr must be'),
+                                        (['--holdout', '-0.5'], 'holdout must be'), (['--size', '0'], 'size must be'),
+                                        (['--device', 'bogus'], "unknown device 'bogus'"), (['--option', 'kk=3'], "does not take the options ['kk']"),
+                                        (['--option', 'pooled=true'], "does not take the options ['pooled']"),
+                                        (['--detector', 'pyod.iforest.IForest'], 'cannot be saved, so fit would be wasted')])
+def test_bad_numbers_and_options_fail_at_once(args, says, category, weights, work, capsys):
+    out = work / 'out' / 'bad_option'
+    rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', weights, '--detector', 'gaussian', *args, '-o', out)
+    assert rc == 1 and says in err and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert not out.exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(category, weights, work, capsys):
+    import torch
+    if torch.cuda.is_available(): pytest.skip('this machine has CUDA')
+    rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', weights, '--device', 'cuda', '-o', work / 'out' / 'cuda')
+    assert rc == 1 and 'CUDA is not available' in err and err.count('\n') == 1, err
+
+
+def test_other_weights_are_refused_unless_accepted(model, category, work, capsys):
+    import timm, torch
+    from safetensors.torch import save_file
+    torch.manual_seed(1)
+    other = work / 'r18_other.safetensors'; save_file(timm.create_model('resnet18').state_dict(), str(other))
+    # (`--weights random` is refused the same way; here it would draw, with the model's seed 0, the very parameters of the
+    # `weights` fixture, which were made with seed 0, and be rightly accepted: the check compares parameters, not names)
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'spot', '--weights', other, '-q', '-o', work / 'out' / 'other_w')
+    assert rc == 1 and 'differ from those the model was fitted with' in err and '--other-weights' in err, err
+    rc, _, err = run(capsys, 'predict', model, category / 'test' / 'spot', '--weights', other, '--other-weights', '-q',
+                     '-o', work / 'out' / 'other_w_ok')
+    assert rc == 0, err
+
+
+def test_disk_full_while_saving_is_one_line(category, weights, work, capsys, monkeypatch):
+    import safetensors.numpy
+    from safetensors import SafetensorError
+    def full(*a, **kw): raise SafetensorError('Error while serializing: IoError(No space left on device)')
+    monkeypatch.setattr(safetensors.numpy, 'save_file', full)
+    out = work / 'out' / 'disk_full' / 'm'
+    rc, _, err = run(capsys, 'fit', category, *FAST, '--weights', weights, '--detector', 'gaussian', '-o', out)
+    assert rc == 1 and 'is the disk full' in err and err.count('\n') == 1, err
+    assert not out.exists() and not list(out.parent.iterdir())
+
+
+@pytest.fixture(scope='session')
+def models(work, weights, category) -> dict:
+    "Small saved models of each detector kind, to damage by hand."
+    out = {}
+    for name, args in [('padim', ['--detector', 'padim']), ('knn', ['--detector', 'knn', '--option', 'max_bank=50']),
+                       ('knn_ivf', ['--detector', 'knn', '--option', 'bank=null', '--option', 'index="ivf"', '--option', 'nlist=2']),
+                       ('lunar', ['--detector', 'lunar', '--option', 'max_samples=200', '--option', 'n_epochs=2'])]:
+        assert cli.main(['fit', str(category), *FAST, '--weights', str(weights), *args, '-o', str(work / f'hand_{name}')]) == 0, name
+        out[name] = work / f'hand_{name}'
+    return out
+
+
+def edit(d: Path, change):
+    meta = json.loads((d / 'model.json').read_text()); change(meta); (d / 'model.json').write_text(json.dumps(meta))
+
+
+def edit_arrays(d: Path, change):
+    from safetensors.numpy import load_file, save_file
+    a = load_file(str(d / 'arrays.safetensors')); change(a); save_file(a, str(d / 'arrays.safetensors'))
+    edit(d, lambda m: m.__setitem__('arrays', {k: dict(shape=list(v.shape), dtype=str(v.dtype)) for k, v in a.items()}))
+
+
+HAND_EDITS = {
+    'no_size': ('padim', lambda d: edit(d, lambda m: m['config'].pop('size')), "lacks ['size']"),
+    'threshold_string': ('padim', lambda d: edit(d, lambda m: m.__setitem__('threshold', '12')), 'not a finite number'),
+    'threshold_list': ('padim', lambda d: edit(d, lambda m: m.__setitem__('threshold', [1, 2])), 'not a finite number'),
+    'weights_null': ('padim', lambda d: edit(d, lambda m: m['weights'].__setitem__('source', None)), 'not on this machine'),
+    'sigma_huge': ('padim', lambda d: edit(d, lambda m: m['config'].__setitem__('sigma', 1e6)), 'blurs over'),
+    'size_huge': ('padim', lambda d: edit(d, lambda m: m['config'].__setitem__('size', [30000, 30000])), 'above 4096'),
+    'padim_rows': ('padim', lambda d: edit_arrays(d, lambda a: a.__setitem__('W', a['W'][:, :5, :5].copy())), 'bad model description'),
+    'padim_nan_cov': ('padim', lambda d: edit_arrays(d, lambda a: a['W'].__setitem__((0, 0, 0), np.nan)), 'NaN or infinite'),
+    'padim_inf_mean': ('padim', lambda d: edit_arrays(d, lambda a: a['mean'].__setitem__((0, 0), np.inf)), 'NaN or infinite'),
+    'knn_bank_1d': ('knn', lambda d: edit_arrays(d, lambda a: a.__setitem__('bank', a['bank'].reshape(-1).copy())), 'bad model description'),
+    'faiss_random_bytes': ('knn_ivf', lambda d: edit_arrays(d, lambda a: a.__setitem__('index', np.random.default_rng(0).integers(0, 255, a['index'].shape).astype(np.uint8))), 'bad model description'),
+    'lunar_array_missing': ('lunar', lambda d: edit_arrays(d, lambda a: a.pop('neigh_X')), 'bad model description'),
+    'lunar_neighbours_1e9': ('lunar', lambda d: edit(d, lambda m: m['detector']['lunar'].__setitem__('n_neighbours', 10**9)), 'n_neighbours'),
+}
+
+
+@pytest.mark.parametrize('kind', list(HAND_EDITS))
+def test_hand_edited_model_is_one_line(kind, models, category, work, capsys):
+    name, change, says = HAND_EDITS[kind]
+    d = work / 'hand' / kind
+    shutil.copytree(models[name], d)
+    change(d)
+    out = work / 'out' / f'hand_{kind}'
+    rc, _, err = run(capsys, 'predict', d, category / 'test' / 'spot', '-q', '-o', out)
+    assert rc == 1 and says in err and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert not out.exists()
+
+
+def test_odd_file_names_are_scored(model, work, capsys):
+    "A non-UTF-8 file name and a 252-character one: scored, with file-system-safe output names."
+    import os
+    src = work / 'odd_names'; src.mkdir(exist_ok=True)
+    odd = [os.fsdecode(b'bad\xff.png'), 'n' * 248 + '.png']
+    for i, n in enumerate(odd): Image.fromarray(noise(seed=i)).save(src / n)
+    out = work / 'out' / 'odd_names'
+    rc, _, err = run(capsys, 'predict', model, src, '-q', '-o', out)
+    assert rc == 0, err
+    text = (out / 'scores.csv').read_bytes().decode('utf-8', errors='surrogateescape')
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(Path(r['image']).name for r in rows) == sorted(odd)
+    assert all((out / r['map']).is_file() and (out / r['overlay']).is_file() for r in rows)
