@@ -201,8 +201,6 @@ def mask_problem(kind: str, cat: Path) -> tuple[Path, str, str]:
     "Damage the mask of test/spot/000.png; (file the message must name, what it says, what to do)."
     image, mask = cat / 'test' / 'spot' / '000.png', cat / 'ground_truth' / 'spot' / '000_mask.png'
     h, w = np.asarray(Image.open(image)).shape[:2]
-    if kind == 'missing_mask':
-        mask.unlink(); return image, 'has no mask', 'add the masks'
     if kind == 'mask_other_size':
         Image.fromarray(np.zeros((h // 2, w // 2), np.uint8)).save(mask); return mask, f'but its image {image}', 're-export the mask at'
     if kind == 'mask_label_values':  # 0/1/2/3 labels: not a 0/255 (or 0/1) mask
@@ -211,7 +209,7 @@ def mask_problem(kind: str, cat: Path) -> tuple[Path, str, str]:
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize('kind', ['missing_mask', 'mask_other_size', 'mask_label_values'])
+@pytest.mark.parametrize('kind', ['mask_other_size', 'mask_label_values'])
 def test_bad_mask_fails_and_skips(kind, category, work, capsys):
     cat = category_copy(category, work, kind)
     name, says, todo = mask_problem(kind, cat)
@@ -224,6 +222,18 @@ def test_bad_mask_fails_and_skips(kind, category, work, capsys):
     (row,) = list(csv.DictReader(open(out / 'skipped.csv')))
     assert row['category'] == 'synth' and row['image'] == str(cat / 'test' / 'spot' / '000.png') and says in row['reason']
     assert json.loads((out / 'metrics.json').read_text())['categories']['synth']['image_auroc'] is not None
+
+
+def test_missing_mask_means_image_metrics_only(category, work, capsys):
+    "A defect image without a mask is evaluated: image metrics on every image, pixel metrics on the masked ones, a note."
+    cat = category_copy(category, work, 'missing_mask')
+    (cat / 'ground_truth' / 'spot' / '000_mask.png').unlink()
+    out = work / 'out' / 'eval_missing_mask'
+    rc, stdout, err = run(capsys, 'evaluate', cat, *EVAL, '-o', out)
+    assert rc == 0 and err == '', err
+    m = json.loads((out / 'metrics.json').read_text())['categories']['synth']
+    assert m['n_masked'] == m['n_defect'] - 1 and m['image_auroc'] is not None and m['pixel_auroc'] is not None
+    assert f"{m['n_defect'] - 1} of {m['n_defect']} defect images have masks" in stdout, stdout
 
 
 def test_soft_mask_is_read_by_the_half_rule(category, work, capsys):
