@@ -35,3 +35,37 @@ def test_detector_on_magnetic_tile(name, magnetic_tile, effnet_weights, capsys):
     row = table.loc["all"]
     for metric, floor in (DEFAULT_FLOORS if name == "padim" else FLOORS).items():
         assert row[metric] > floor, f"{name}: {metric} {row[metric]:.3f} below floor {floor}"
+
+
+def test_layouts_without_masks_measure_the_same_images(magnetic_tile, effnet_weights, tmp_path, capsys):
+    """magnetic_tile with its masks removed gives the same image AUROC (pixel metrics empty); the same images as plain
+    folders and as a CSV manifest are read, split and evaluated (at 128 px to keep the test short)."""
+    import csv
+    import numpy as np
+    from anomaly_nb.layouts import load_layout
+    from anomaly_nb.pipeline import evaluate
+    no_masks = tmp_path / "no_masks"
+    no_masks.mkdir()
+    for d in ("train", "test"): (no_masks / d).symlink_to(magnetic_tile / d)  # no ground_truth/
+    kw = dict(backbone="tf_efficientnet_lite0", weights=effnet_weights, size=128, progress=False)
+    model = build_model(**kw).fit(magnetic_tile)
+    with_masks, _ = model.evaluate(magnetic_tile)
+    without, _ = model.evaluate(no_masks)
+    assert np.allclose(with_masks.image_auroc, without.image_auroc) and without.pixel_auroc.isna().all()
+    assert (without.loc["all", "n_masked"], with_masks.loc["all", "n_masked"]) == (0, 388)
+    plain = tmp_path / "plain"
+    for cls in sorted(p.name for p in (magnetic_tile / "test").iterdir()):
+        (plain / cls).mkdir(parents=True)
+        for f in (magnetic_tile / "test" / cls).iterdir(): (plain / cls / f.name).symlink_to(f)
+    for f in (magnetic_tile / "train" / "good").iterdir(): (plain / "good" / f"train_{f.name}").symlink_to(f)
+    rows = [dict(path=str(f), label=f.parent.name) for f in sorted(plain.rglob("*.*"))]
+    with open(tmp_path / "parts.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["path", "label"]); w.writeheader(); w.writerows(rows)
+    results = {"mvtec": ("mvtec", round(float(with_masks.image_auroc["all"]), 3), 673, 388),
+               "mvtec, no masks": ("mvtec", round(float(without.image_auroc["all"]), 3), 673, 388)}
+    for name, src in (("folders", plain), ("manifest", tmp_path / "parts.csv")):
+        t = evaluate(src, **dict(kw, size=64)).set_index("subset").loc["all"]  # 64 px: two more fits, kept short
+        results[name] = (load_layout(src).kind, round(float(t.image_auroc), 3), int(t.n_images), int(t.n_defect))
+    with capsys.disabled(): print("\nimage-level results through each layout (kind, image AUROC, test images, defects):", results)
+    assert results["folders"][1:] == results["manifest"][1:]  # the same images, the same seeded split
+    for kind, auroc, n, n_def in results.values(): assert auroc > 0.8 and n_def == 388
