@@ -9,6 +9,12 @@ every child view), how many report `has_finished()`, and how many have drawn som
 canvas is not one uniform colour). Chromium dumps the DOM after a virtual-time budget and the caller
 reads the status back. The host resolver is disabled, so a page that needs the network fails.
 
+`with_reader_probe` adds what a reader would notice (READER_PROBE, written into <pre id="reader-status">): elements
+wider than the column that holds them (the main column, the sidebar, the table of contents; content inside a box
+that scrolls is not counted), images that did not load, MathML elements and whether they are drawn, `$...$` or
+`In [ ]:` left in the text, Bokeh figures whose hover tools would draw their tooltips on top of each other, and,
+when a query is given, the hits the site's search box shows for it.
+
 Needs Chromium (Debian: `apt-get install -y chromium`); callers skip when `find_chromium()` is None.
 Set ANOMALY_NB_ARTIFACTS to a folder to keep the screenshots.
 """
@@ -83,6 +89,99 @@ PROBE_TAIL = """<script>
 """
 
 
+READER_PROBE = r"""<script>
+(function () {
+  // what a reader sees: overflow, images, math, prompts, overlapping tooltips, and (when asked) the search box at work
+  function hovers() {
+    var B = window.Bokeh, multi = 0, overlapping = 0;
+    if (!B || !B.documents) return {multi: 0, overlapping: 0};
+    B.documents.forEach(function (doc) {
+      Array.from(doc.all_models || []).forEach(function (m) {
+        var t = m.toolbar && m.toolbar.tools;
+        if (!t || !t.filter) return;
+        var h = t.filter(function (x) { return x && x.tooltips !== undefined && x.attachment !== undefined; });
+        if (h.length < 2) return;
+        multi++;
+        if (new Set(h.map(function (x) { return x.attachment; })).size < h.length) overlapping++;
+      });
+    });
+    return {multi: multi, overlapping: overlapping};
+  }
+  function clipped(el, col) {  // inside a box of the column that scrolls or clips, or text inside a <pre>: the box is checked
+    for (var a = el.parentElement; a && a !== col; a = a.parentElement) {
+      var o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll' || o === 'hidden' || a.tagName === 'PRE') return true;
+    }
+    return false;
+  }
+  function proseText() {  // the text of the Markdown cells and page headers, without code and math
+    var out = [];
+    document.querySelectorAll('main .jp-RenderedMarkdown, main .page-header, main .home-intro').forEach(function (box) {
+      var w = document.createTreeWalker(box, NodeFilter.SHOW_TEXT, {acceptNode: function (n) {
+        for (var a = n.parentElement; a && a !== box; a = a.parentElement)
+          if (/^(CODE|PRE|MATH|SCRIPT|STYLE)$/i.test(a.tagName)) return NodeFilter.FILTER_REJECT;
+        return NodeFilter.FILTER_ACCEPT; }});
+      while (w.nextNode()) out.push(w.currentNode.nodeValue);
+    });
+    return out.join(' ');
+  }
+  function name(el) {
+    var c = typeof el.className === 'string' ? el.className.split(' ').slice(0, 2).join('.') : '';
+    return el.tagName.toLowerCase() + (c ? '.' + c : '') + (el.id ? '#' + el.id : '');
+  }
+  function check() {
+    var out = {wide: [], images: 0, broken_images: [], math: 0, math_drawn: 0};
+    ['main.content', 'nav.sidebar', 'aside.toc'].forEach(function (sel) {
+      var col = document.querySelector(sel);
+      if (!col || col.offsetParent === null) return;
+      var cr = col.getBoundingClientRect();
+      col.querySelectorAll('*').forEach(function (el) {
+        var r = el.getBoundingClientRect();
+        if (!r.width || clipped(el, col)) return;
+        if (r.right > cr.right + 2 || r.left < cr.left - 2)
+          out.wide.push(sel + ' > ' + name(el) + ' [' + Math.round(r.left) + ', ' + Math.round(r.right) + '] outside [' + Math.round(cr.left) + ', ' + Math.round(cr.right) + ']');
+      });
+    });
+    out.wide = out.wide.slice(0, 10);
+    out.page_width = document.documentElement.scrollWidth; out.window_width = window.innerWidth;
+    document.querySelectorAll('img').forEach(function (img) {
+      out.images++;
+      if (!img.complete || !img.naturalWidth) out.broken_images.push((img.getAttribute('src') || '').slice(0, 80));
+    });
+    document.querySelectorAll('math').forEach(function (m) { out.math++; if (m.getBoundingClientRect().width > 0) out.math_drawn++; });
+    var main = document.querySelector('main.content'), text = main ? main.innerText : '';
+    out.raw_math = (proseText().match(/\$[^$\s][^$\n]{0,80}\$/g) || []).slice(0, 5);
+    out.prompts = (text.match(/(In|Out) ?\[[ \d]*\]:/g) || []).slice(0, 5);
+    out.hovers = hovers();
+    out.sections = {};  // where each section starts on the page, for screenshots of one section
+    document.querySelectorAll('main h2[id]').forEach(function (h) { out.sections[h.id] = Math.round(h.getBoundingClientRect().top + window.scrollY); });
+    var q = window.__probe_query, input = document.getElementById('search-input');
+    if (q && input && window.SEARCH_INDEX) {
+      input.value = q;
+      input.dispatchEvent(new Event('input'));
+      var box = document.getElementById('search-results');
+      out.search = {shown: box && getComputedStyle(box).display !== 'none',
+                    hits: Array.from(document.querySelectorAll('#search-results a.search-hit')).map(function (a) {
+                      return {href: a.getAttribute('href'), text: a.innerText}; })};
+    }
+    var el = document.getElementById('reader-status');
+    if (!el) { el = document.createElement('pre'); el.id = 'reader-status'; el.style.display = 'none'; document.body.appendChild(el); }
+    el.textContent = JSON.stringify(out);
+  }
+  setInterval(check, 300);
+})();
+</script>
+"""
+
+
+def with_reader_probe(page: str, query: str | None = None) -> str:
+    "`with_probe(page)` plus the reader checks; `query` is typed into the search box."
+    page = with_probe(page)
+    if query is not None:
+        page = page.replace("<head>", "<head>\n<script>window.__probe_query = " + json.dumps(query) + ";</script>", 1)
+    return before_body_end(page, READER_PROBE)
+
+
 def find_chromium():
     "Path of a Chromium executable, or None."
     for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
@@ -118,7 +217,10 @@ def render(page: Path, workdir: Path, budget_ms: int = 10000, shot_name: str | N
     if m is None:
         err = "\n".join(l for l in r.stderr.splitlines() if "dbus" not in l)[-2000:]
         pytest.fail(f"Chromium (exit {r.returncode}) left no probe status in the DOM; stderr:\n{err}")
-    return json.loads(html.unescape(m.group(1))), shot
+    status = json.loads(html.unescape(m.group(1)))
+    reader = re.search(r'<pre id="reader-status"[^>]*>(.*?)</pre>', r.stdout, re.S)
+    if reader is not None: status["reader"] = json.loads(html.unescape(reader.group(1)))
+    return status, shot
 
 
 def keep_artifact(path: Path) -> Path:
