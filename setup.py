@@ -45,7 +45,12 @@ setuptools.setup(
     include_package_data=True,
     install_requires=reqs("requirements"),
     extras_require={"site": reqs("site_requirements"),  # the website build: nbconvert, nbformat, pyyaml
-                    "dev": reqs("dev_requirements") + reqs("site_requirements")},
+                    "export": reqs("export_requirements"),  # anomaly-nb export: onnx, onnxscript, onnxruntime
+                    "openvino": reqs("openvino_requirements"),  # --format openvino
+                    "deploy": reqs("deploy_requirements"),  # the runtime's needs (torch-free with pip install --no-deps)
+                    "dask": reqs("dask_requirements"),  # anomaly_nb.distributed: fit/predict/update --dask
+                    "dev": reqs("dev_requirements") + reqs("site_requirements") + reqs("export_requirements")
+                           + reqs("openvino_requirements") + reqs("dask_requirements")},
     python_requires=">=" + min_python,
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),

@@ -12,9 +12,9 @@ from fastcore.basics import store_attr, basic_repr, patch
 from .detectors import CHUNK, Detector, check_features, register
 
 # %% auto #0
-__all__ = ['whitening', 'mahalanobis', 'n_leading', 'orth_complement', 'lw_from_moments', 'centered_moments',
-           'ledoit_wolf_chunked', 'GaussianDetector', 'ledoit_wolf_batch', 'whitening_batch',
-           'PositionalGaussianDetector']
+__all__ = ['STATS_PREFIX', 'STATS_NAMES', 'whitening', 'mahalanobis', 'n_leading', 'orth_complement', 'lw_from_moments',
+           'centered_moments', 'ledoit_wolf_chunked', 'Moments', 'moments_of', 'stats_arrays', 'attach_stats',
+           'GaussianDetector', 'ledoit_wolf_batch', 'whitening_batch', 'PositionalGaussianDetector']
 
 # %% ../nbs/02a_statistics.ipynb #b2eb7aaa
 def whitening(cov:np.ndarray, # covariance matrix, shape (k, k)
@@ -107,6 +107,98 @@ def ledoit_wolf_chunked(X:np.ndarray, # (n, d) rows
 
 
 
+# %% ../nbs/02a_statistics.ipynb #6a78378c
+STATS_PREFIX = 'stats.'  # prefix of the statistics' names in a detector's state (and a saved model's arrays)
+STATS_NAMES = ('count', 'mean', 'scatter', 'm3', 'm4')
+
+class Moments:
+    "Sums over the rows of each position that merge exactly: count, mean, and the 2nd/3rd/4th-order sums about the mean (float64)."
+    def __init__(self,
+                 n:int, # rows summed (the same at every position)
+                 mean:np.ndarray, # (P, d) means
+                 scatter:np.ndarray, # (P, d, d) sums of (x - mean)(x - mean)^T
+                 m3:np.ndarray, # (P, d) sums of ||x - mean||^2 (x - mean)
+                 m4:np.ndarray, # (P,) sums of ||x - mean||^4
+                ):
+        self.n, self.mean, self.scatter, self.m3, self.m4 = int(n), *(np.asarray(a, np.float64) for a in (mean, scatter, m3, m4))
+    __repr__ = basic_repr('n')
+    shape = property(lambda self: self.mean.shape, doc="(positions, channels)")
+
+    def to_arrays(self)->dict:
+        "The sums as named arrays (`STATS_PREFIX` + name)."
+        return {STATS_PREFIX + k: np.array([self.n], np.int64) if k == 'count' else getattr(self, k) for k in STATS_NAMES}
+
+    @classmethod
+    def from_arrays(cls, arrays:dict)->Moments|None:
+        "The sums saved by `to_arrays`, or None when `arrays` holds none."
+        if STATS_PREFIX + 'count' not in arrays: return None
+        a = {k: np.asarray(arrays[STATS_PREFIX + k]) for k in STATS_NAMES}
+        return cls(int(a['count'][0]), a['mean'], a['scatter'], a['m3'], a['m4'])
+
+# %% ../nbs/02a_statistics.ipynb #00a44df2
+def moments_of(X:np.ndarray, # (n, P, d) features per position, or (n, d) rows (one position)
+               block_bytes:int=2**26, # float64 temporaries per block of rows
+              )->Moments:
+    "The mergeable `Moments` of features, per position, computed in float64 blocks of rows."
+    X = X[:, None] if X.ndim == 2 else X
+    n, P, d = X.shape
+    step = max(1, block_bytes // (P * d * 8))
+    mean = sum(X[i:i + step].sum(0, dtype=np.float64) for i in range(0, n, step)) / n
+    S, q, f = (torch.zeros(*s, dtype=torch.float64) for s in ((P, d, d), (P, d), (P,)))
+    for i in range(0, n, step):
+        Z = torch.from_numpy(np.ascontiguousarray((X[i:i + step] - mean).transpose(1, 0, 2), np.float64))  # (P, rows, d)
+        S += Z.transpose(1, 2) @ Z
+        r = Z.square().sum(2)                                   # (P, rows): squared norms
+        q += (r.unsqueeze(1) @ Z).squeeze(1)
+        f += r.square().sum(1)
+    return Moments(n, mean, S.numpy(), q.numpy(), f.numpy())
+
+# %% ../nbs/02a_statistics.ipynb #fb2de78c
+def _moved(m:Moments, dl:np.ndarray)->tuple:
+    "The 3rd- and 4th-order sums of `m`'s rows about the centre `m.mean + dl` (dl: (P, d))."
+    Sd = torch.bmm(torch.from_numpy(m.scatter), torch.from_numpy(dl)[:, :, None])[..., 0].numpy()   # S delta
+    tr, c = np.einsum('pii->p', m.scatter), (dl * dl).sum(1)
+    m3 = m.m3 - tr[:, None] * dl - 2 * Sd - m.n * c[:, None] * dl
+    m4 = m.m4 - 4 * (dl * m.m3).sum(1) + 4 * (dl * Sd).sum(1) + 2 * c * tr + m.n * c * c
+    return m3, m4
+
+@patch
+def merge(self:Moments, other:Moments)->Moments:
+    "The moments of the rows of both (exact up to float64 round-off)."
+    if self.shape != other.shape: raise ValueError(f"cannot merge moments of shape {self.shape} with {other.shape}: the features differ")
+    n, D = self.n + other.n, other.mean - self.mean
+    mean = self.mean + D * (other.n / n)
+    (q1, f1), (q2, f2) = _moved(self, mean - self.mean), _moved(other, mean - other.mean)
+    S = torch.from_numpy(self.scatter).add(torch.from_numpy(other.scatter))  # both scatters moved to the mean: one rank-1 term
+    Dt = torch.from_numpy(D)
+    S.baddbmm_(Dt[:, :, None], Dt[:, None, :], alpha=self.n * other.n / n)
+    return Moments(n, mean, S.numpy(), q1 + q2, f1 + f2)
+
+# %% ../nbs/02a_statistics.ipynb #e4d6d853
+@patch
+def shrunk_cov(self:Moments, p0:int=0, p1:int|None=None, # the positions [p0, p1)
+              )->torch.Tensor: # (positions, d, d) float64 Ledoit-Wolf covariances
+    "Ledoit-Wolf covariances of positions `p0:p1` from the sums."
+    sl = slice(p0, p1)
+    return lw_from_moments(torch.from_numpy(self.scatter[sl] / self.n), torch.from_numpy(self.m4[sl]), self.n)
+
+# %% ../nbs/02a_statistics.ipynb #6aa2b500
+def _describes(det:Detector, m:Moments)->bool:
+    "Whether moments `m` are those the detector was fitted from (their mean is its mean)."
+    mean = np.asarray(getattr(det, 'mean_', None))
+    return mean.size == m.mean.size and np.array_equal(m.mean.reshape(mean.shape).astype(mean.dtype), mean)
+
+def stats_arrays(det:Detector)->dict:
+    "The detector's moments (`stats_`) as named arrays, when they are those of its fitted state; else {}."
+    m = getattr(det, 'stats_', None)
+    return m.to_arrays() if m is not None and _describes(det, m) else {}
+
+def attach_stats(det:Detector, arrays:dict)->Detector:
+    "Give a detector rebuilt from `arrays` the moments saved among them (None when absent or not its own)."
+    m = Moments.from_arrays(arrays)
+    det.stats_ = m if m is not None and _describes(det, m) else None
+    return det
+
 # %% ../nbs/02a_statistics.ipynb #45e73695
 @register('gaussian')
 class GaussianDetector(Detector):
@@ -134,13 +226,13 @@ class GaussianDetector(Detector):
 
     def get_state(self):
         return (dict(name=self.name, neg_pca=self.neg_pca, chunk=self.chunk, d=self.d_),
-                dict(mean=self.mean_.copy(), W=self.W_.copy()))
+                dict(mean=self.mean_.copy(), W=self.W_.copy(), **stats_arrays(self)))
 
     @classmethod
     def from_state(cls, params, arrays):
         det = cls(neg_pca=params['neg_pca'], chunk=params.get('chunk', CHUNK))
         det.d_, det.mean_, det.W_ = int(params['d']), np.asarray(arrays['mean']), np.asarray(arrays['W'])
-        return det
+        return attach_stats(det, arrays)
 
 
 
@@ -218,6 +310,7 @@ def _score(self:PositionalGaussianDetector, X:np.ndarray # (n_images, positions,
 def get_state(self:PositionalGaussianDetector):
     arrays = dict(mean=self.mean_.copy(), W=self.W_.copy())
     if self.channels_ is not None: arrays['channels'] = self.channels_.astype(np.int64)
+    arrays.update(stats_arrays(self))
     return dict(name=self.name, chunk=self.chunk, d=self.d_, max_channels=self.max_channels, seed=self.seed), arrays
 
 @patch(cls_method=True)
@@ -230,4 +323,52 @@ def from_state(cls:PositionalGaussianDetector, params, arrays):
     in_range = det.channels_ is None or ((0 <= det.channels_) & (det.channels_ < det.d_)).all()
     if det.W_.shape[1:] != (kept, kept) or not in_range:
         raise ValueError(f"saved PaDiM state is inconsistent: W is {det.W_.shape} for {kept} kept of {det.d_} channels; refit and save the model again")
-    return det
+    return attach_stats(det, arrays)
+
+# %% ../nbs/02a_statistics.ipynb #1ff6f2e5
+from .detectors import check_input
+
+@patch
+def moments(self:PositionalGaussianDetector, X:np.ndarray # (images, positions, channels) training features
+           )->Moments:
+    "The mergeable moments of training features, on the channels this detector keeps."
+    X = check_input(X, 'grid', name='training features', who='PaDiM')
+    ch = self._pick_channels(X.shape[-1])
+    return moments_of(X if ch is None else X[..., ch], self.FIT_BLOCK_BYTES)
+
+@patch
+def fit_moments(self:PositionalGaussianDetector,
+                m:Moments, # merged moments of all training features (from `moments`)
+                d:int, # channels of the features (before the channel subset)
+               )->PositionalGaussianDetector:
+    "Fit from moments: the Gaussians `fit` gives on the rows they sum (up to float64 round-off)."
+    self.channels_ = self._pick_channels(d)
+    k = d if self.channels_ is None else len(self.channels_)
+    if m.shape[1] != k: raise ValueError(f"moments of {m.shape[1]} channels cannot fit PaDiM on {k} of {d} channels")
+    P = m.shape[0]
+    self.mean_, self.W_ = m.mean.astype(np.float32), np.empty((P, k, k), np.float32)
+    for p0 in range(0, P, self.chunk): self.W_[p0:p0 + self.chunk] = whitening_batch(m.shrunk_cov(p0, p0 + self.chunk)).numpy()
+    self.d_, self.positions_, self.stats_ = d, P, m
+    return self
+
+# %% ../nbs/02a_statistics.ipynb #2f9a8b96
+@patch
+def moments(self:GaussianDetector, X:np.ndarray # (n, d) training rows
+           )->Moments:
+    "The mergeable moments of training rows (one position)."
+    X = check_features(X, name='training features')
+    return moments_of(X, self.chunk * X.shape[1] * 8)
+
+@patch
+def fit_moments(self:GaussianDetector,
+                m:Moments, # merged moments of all training rows (from `moments`)
+                d:int, # feature dimension
+               )->GaussianDetector:
+    "Fit from moments: the Gaussian `fit` gives on the rows they sum (up to float64 round-off); not in the negative-PCA subspace."
+    if self.neg_pca is not None:
+        raise ValueError("the negative-PCA Gaussian (neg_pca) cannot be fitted from merged sums: its subspace comes from the covariance "
+                         "of all rows and its shrinkage from fourth moments inside it; fit it in one process")
+    if m.shape != (1, d): raise ValueError(f"moments of shape {m.shape} cannot fit a Gaussian on {d} features")
+    self.mean_, self.W_ = m.mean[0].copy(), whitening(m.shrunk_cov()[0].numpy())
+    self.d_, self.stats_ = d, m
+    return self
