@@ -8,11 +8,11 @@ The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights
 1. predict: images/s writing maps, overlays and scores.csv for N test images (cycled), median of R runs into fresh
    folders: in one process (the loop of `anomaly-nb predict`: `predict_stream` + `PredictionWriter`, model loaded), and
    with `distributed.predict_images` on a `LocalCluster` of 1 and 2 single-threaded workers (loopback), warmed first
-   (each worker has loaded the model). CPU seconds per image count this process and the workers (`process_time`), so
+   (each worker has loaded the model); the rounds interleave the three, so that a shared machine's load falls on all. CPU seconds per image count this process and the workers (`process_time`), so
    the cluster's overhead per image is the difference with one process. The one-off costs (cluster start, the model's
    load on a worker) and the latency of an empty task are reported apart.
 2. fit: `AnomalyModel.fit` on the 667 images in one process against `distributed.fit_model` on each cluster (shards of
-   32 images, no held-out images), and how far the results are apart.
+   32 images, no held-out images), interleaved rounds, and how far the results are apart.
 3. merge: one `Moments.merge` of two default-size parts (1,024 positions x 152 channels), a part's pickled size, and
    `fit_moments` (1,024 eigendecompositions) from the merged moments.
 4. kNN (128 px, coreset bank of 10,000): one coreset in one process against the coreset of per-shard coresets on 2
@@ -76,7 +76,8 @@ def main():
     p.add_argument('--data', type=Path, default=SHARED / 'data' / 'magnetic_tile' / 'magnetic_tile')
     p.add_argument('--weights', type=Path, default=SHARED / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     p.add_argument('--images', type=int, default=256, help='test images to predict per run (cycled)')
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=3, help='predict rounds (single process and each cluster in turn)')
+    p.add_argument('--fit-repeats', type=int, default=2, help='fit rounds')
     p.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     p.add_argument('--no-knn', dest='knn', action='store_false')
     p.add_argument('--train', type=int, default=None, help='fit on the first N train/good images only (a quick check)')
@@ -91,47 +92,53 @@ def main():
     train, test = cat['train'][:a.train], cat['test']
     images = [test[i % len(test)].path for i in range(a.images)]
     config = ModelConfig(weights=str(a.weights), device='cpu', progress=False)
-    print(f"magnetic_tile: {len(train)} train/good, {len(test)} test images; {os.cpu_count()} CPU cores; work folder {work}\n")
+    print(f"magnetic_tile: {len(train)} train/good, {len(test)} test images; {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} "
+          f"at the start; work folder {work}\n")
 
-    t0 = time.perf_counter()
     single = AnomalyModel(config).fit(train)
-    fit_single = time.perf_counter() - t0
     save_model(single, work / 'model')
     loaded = load_model(work / 'model', progress=False)
-    wall, cpu = timed(lambda i: predict_single(loaded, images, work / f'single_{i}'), a.repeats)
-    predict_rows = [('one process (`anomaly-nb predict`)', a.images / wall, 1e3 * cpu / a.images, '')]
-    fit_rows = [('one process (`AnomalyModel.fit`)', fit_single, '', '')]
     ref_scores = single.predict(test[:64]).scores
-    merged = None
-    for n in a.workers:
+    engines, one_off = {}, {}
+    for n in a.workers:  # every cluster started and warmed first: the rounds below interleave them with the single process
         t0 = time.perf_counter()
-        engine = DaskEngine(n_workers=n, threads_per_worker=1)
+        engines[n] = DaskEngine(n_workers=n, threads_per_worker=1)
         start = time.perf_counter() - t0
-        assert engine.address.startswith('tcp://127.0.0.1:'), engine.address
+        assert engines[n].address.startswith('tcp://127.0.0.1:'), engines[n].address
         t0 = time.perf_counter()
-        predict_images(work / 'model', images[:2 * n], work / f'warm_{n}', engine, batch=1)  # every worker loads the model
+        predict_images(work / 'model', images[:2 * n], work / f'warm_{n}', engines[n], batch=1)  # every worker loads the model
         warm = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for f in [engine.submit(noop, i) for i in range(200)]: engine.result(f)
-        latency = (time.perf_counter() - t0) / 200
-        wall, cpu = timed(lambda i: predict_images(work / 'model', images, work / f'dask{n}_{i}', engine), a.repeats, engine)
-        note = f'start {start:.1f} s, first batch per worker (model load) {warm:.1f} s, empty task {1e3 * latency:.1f} ms'
-        predict_rows.append((f'Dask LocalCluster, {n} worker{"s" * (n > 1)} x 1 thread', a.images / wall, 1e3 * cpu / a.images, note))
-        t0 = time.perf_counter()
-        dist = fit_model(train, work / f'dist_model_{n}', config, engine)
-        fit_s = time.perf_counter() - t0
-        d, s = dist.detector, single.detector
-        err = (f"mean {rel(d.mean_, s.mean_):.0e}, precision {rel(precision(d.W_), precision(s.W_)):.0e}, "
-               f"scores {np.abs(dist.predict(test[:64]).scores / ref_scores - 1).max():.0e}")
-        fit_rows.append((f'Dask LocalCluster, {n} worker{"s" * (n > 1)}', fit_s, f'{fit_single / fit_s:.2f}', err))
-        merged = d.stats_
-        if a.knn and n == max(a.workers): knn = knn_comparison(engine, train, test, config, work)
-        engine.close()
+        for f in [engines[n].submit(noop, i) for i in range(200)]: engines[n].result(f)
+        one_off[n] = f'start {start:.1f} s, first batch per worker (model load) {warm:.1f} s, empty task {1e3 * (time.perf_counter() - t0) / 200:.1f} ms'
+    runs = {k: [] for k in ['single', *a.workers]}
+    for r in range(a.repeats):
+        runs['single'].append(timed(lambda i: predict_single(loaded, images, work / f'single_{r}'), 1))
+        for n, e in engines.items(): runs[n].append(timed(lambda i: predict_images(work / 'model', images, work / f'dask{n}_{r}', e), 1, e))
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+    predict_rows = [('one process (`anomaly-nb predict`)', a.images / med['single'][0], 1e3 * med['single'][1] / a.images, '')]
+    predict_rows += [(f'Dask LocalCluster, {n} worker{"s" * (n > 1)} x 1 thread', a.images / med[n][0], 1e3 * med[n][1] / a.images, one_off[n])
+                     for n in a.workers]
+    fits, errs = {k: [] for k in ['single', *a.workers]}, {}
+    for r in range(a.fit_repeats):
+        t0 = time.perf_counter(); AnomalyModel(config).fit(train); fits['single'].append(time.perf_counter() - t0)
+        for n, e in engines.items():
+            t0 = time.perf_counter(); dist = fit_model(train, work / f'dist_model_{n}', config, e); fits[n].append(time.perf_counter() - t0)
+            d, s = dist.detector, single.detector
+            errs[n] = (f"mean {rel(d.mean_, s.mean_):.0e}, precision {rel(precision(d.W_), precision(s.W_)):.0e}, "
+                   f"scores {np.abs(dist.predict(test[:64]).scores / ref_scores - 1).max():.0e}")
+    fit_single = statistics.median(fits['single'])
+    fit_rows = [('one process (`AnomalyModel.fit`)', fit_single, '', '')]
+    fit_rows += [(f'Dask LocalCluster, {n} worker{"s" * (n > 1)}', statistics.median(fits[n]), f'{fit_single / statistics.median(fits[n]):.2f}', errs[n])
+                 for n in a.workers]
+    merged = d.stats_
+    if a.knn: knn = knn_comparison(engines[max(a.workers)], train, test, config, work)
+    for e in engines.values(): e.close()
 
-    print(f"## Predict: {a.images} images of magnetic_tile, maps + overlays + scores.csv written (median of {a.repeats})\n")
+    print(f"## Predict: {a.images} images of magnetic_tile, maps + overlays + scores.csv written (median of {a.repeats} interleaved rounds)\n")
     print('| where | images/s | CPU ms per image | one-off costs |\n|---|---|---|---|')
     for r in predict_rows: print(f'| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]} |')
-    print(f"\n## Fit: PaDiM on {len(train)} images (shards of 32, no held-out images)\n")
+    print(f"\n## Fit: PaDiM on {len(train)} images (shards of 32, no held-out images; median of {a.fit_repeats} interleaved rounds)\n")
     print('| where | seconds | speed-up | distance to the one-process fit (relative) |\n|---|---|---|---|')
     for r in fit_rows: print(f'| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} |')
 
@@ -147,6 +154,7 @@ def main():
         print('| bank | fit s | coverage: mean / p99 / max distance of 20,000 training patches | image AUROC | Spearman with one process |')
         print('|---|---|---|---|---|')
         for r in knn: print('| ' + ' | '.join(r) + ' |')
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -143,8 +143,8 @@ def test_killed_worker(engine, data, single, capsys):
     killed = []
     def kill_one(done, total, result):
         if killed: return
-        busy = [w for w, keys in engine.client.processing().items() if keys]
-        pid = engine.client.run(os.getpid, workers=busy[:1])[busy[0]]
+        busy = [w for w, keys in engine.client.processing().items() if keys] or list(engine.client.scheduler_info()["workers"])
+        pid = engine.client.run(os.getpid, workers=busy[:1])[busy[0]]  # a worker in the middle of a batch
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
     out = data.tmp / "killed"
