@@ -247,9 +247,7 @@ def write_predictions(model:ExportedModel, # from `load_exported`
     paths, out = _expand(images), Path(out)
     with PredictionWriter(out, threshold=model.threshold, model_id=model.model_id, max_side=max_side,
                           map_dtype=map_dtype, overlays=overlays) as w:
-        todo = [p for p in paths if not w.done(p)]
-        for p in paths:
-            if w.done(p): w.write(p, math.nan, None)  # counted as done in an earlier run
+        todo = [p for p in paths if not w.done(p)]  # done() counts the images an earlier run wrote
         for s in model.score_files(todo, batch_size, skip_bad, keep_images=overlays):
             w.write(s.path, s.score, s.amap, s.valid, s.orig_size, s.image)
         summary = w.summary()
