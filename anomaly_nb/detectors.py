@@ -93,6 +93,12 @@ class Detector:
 # %% ../nbs/02_detectors.ipynb #0f2f45b4
 DETECTORS:dict = {}  # registry name -> detector class or factory function; filled by `register`
 
+def _in_package(obj)->bool: return obj.__module__.split('.')[0] == 'anomaly_nb'
+
+def _displaces(old, new)->bool:
+    "Whether `new` (same qualified name as `old`) replaces `old` in the registry: not a copy from outside the package."
+    return not (_in_package(old) and not _in_package(new))
+
 def register(name:str # registry name; stored in lower case
             ):
     "Class (or factory) decorator: add it to `DETECTORS` under `name` and set its `name` attribute."
@@ -103,6 +109,7 @@ def register(name:str # registry name; stored in lower case
         if old is not None and old.__qualname__ != obj.__qualname__:
             raise ValueError(f"a detector named {key!r} is already registered: {old.__module__}.{old.__qualname__}")
         obj.name = key
+        if old is not None and not _displaces(old, obj): return obj  # the package keeps its own class
         DETECTORS[key] = obj
         return obj
     return add
