@@ -12,6 +12,7 @@ from fastcore.docments import docments
 
 from .core import atomic_file, write_atomic, check_output_folder, claim_output_folder, is_claimed, OutputError
 from .pipeline import ModelConfig, RUN_SETTINGS, evaluate
+from .distributed import dask_options, update_args, cmd_fit_dask, cmd_predict_dask, cmd_update  # dask itself: only when asked
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SUMMARY_COLUMNS', 'FEW_GOOD', 'FEW_DEFECT', 'LIST_SUFFIXES', 'parse_value', 'parse_options',
@@ -237,11 +238,12 @@ def _fit_args(p):
     p.add_argument('data', type=Path, help='MVTec AD category (train/good/), plain folders (good/ + one folder per defect class: '
                    'fits on a seeded share of good/), a CSV manifest (path,label[,mask][,split]), or a folder of good images')
     p.add_argument('-o', '--out', type=Path, required=True, help='model folder to write (new, empty, or a model to replace)')
-    model_options(p); fit_options(p)
+    model_options(p); fit_options(p); dask_options(p)
 
 @command('fit', 'fit on good images (MVTec AD category or plain folder) and save the model', _fit_args)
 def cmd_fit(a:argparse.Namespace):
-    "Fit on good images and save the model folder."
+    "Fit on good images and save the model folder (on a Dask cluster's workers with `--dask`)."
+    if a.dask is not None: return cmd_fit_dask(a)
     from anomaly_nb.pipeline import AnomalyModel
     from anomaly_nb.saving import save_model, is_model_folder
     from anomaly_nb.thresholds import threshold_summary
@@ -288,7 +290,7 @@ def _predict_args(p):
     how.add_argument('--threshold', type=float, default=None, help="verdicts against this score instead of the model's threshold")
     how.add_argument('--fpr', type=float, default=None, help="verdicts at the threshold for this false-alarm rate, set anew from the "
                      "held-out good images' scores saved with the model")
-    run_options(p); add_options(p, evaluate, names=['skip_bad'])
+    run_options(p); add_options(p, evaluate, names=['skip_bad']); dask_options(p)
 
 def choose_threshold(model, # a fitted model
                      threshold:float|None=None, # a score to use as the threshold
@@ -318,6 +320,7 @@ def _predict_exported(a:argparse.Namespace, paths:list[Path])->str:
 @command('predict', 'score images with a saved model; write maps, overlays and scores.csv as they are scored', _predict_args)
 def cmd_predict(a:argparse.Namespace):
     "Score images with a saved model; write maps, overlays and scores.csv image by image (and skipped.csv with --skip-bad)."
+    if a.dask is not None: return cmd_predict_dask(a)
     from anomaly_nb.saving import load_model
     from anomaly_nb.outputs import PredictionWriter, is_results_folder
     check_output_folder(a.out, is_results_folder, 'predict results folder')
@@ -339,6 +342,10 @@ def cmd_predict(a:argparse.Namespace):
     if a.skip_bad: report_skipped(_skipped_rows(skipped), a.out, 'predict')
     print(summary + (f"; skipped {len(skipped)} (see skipped.csv)" if skipped else ''))
     return summary
+
+# %% ../nbs/06_cli.ipynb #b15f92db
+command('update', 'add good images to a PaDiM or Gaussian model fitted with --dask (the same model as a refit on all of them)',
+        update_args)(cmd_update);
 
 # %% ../nbs/06_cli.ipynb #f1abbc55
 def _report_args(p):

@@ -250,6 +250,7 @@ def predict_images(model:str|Path, # a saved model folder (the same path on ever
                    skip_bad:bool=False, # leave out unreadable files (returned in 'skipped') instead of failing
                    weights:str|Path|None=None, # the backbone weights, if not where the model was fitted
                    allow_other_weights:bool=False, # accept weights that differ from the fitted ones
+                   threshold:float|None=None, # verdicts against this score (None: the model's own threshold)
                    on_batch=None, # callback(batches appended, batches in all, batch result) after each batch's rows
                    **run, # run settings for the workers (device, batch_size, streams, ...)
                   )->dict: # summary (one line), counts, skipped [(path, reason)], pids {pid: batches}
@@ -259,7 +260,7 @@ def predict_images(model:str|Path, # a saved model folder (the same path on ever
     engine = engine or LocalEngine()
     from anomaly_nb.pipeline import ModelConfig
     batch = batch or run.get('score_batch') or ModelConfig().score_batch
-    writer = dict(threshold=meta.get('threshold'), model_id=sha, max_side=max_side, map_dtype=map_dtype, overlays=overlays)
+    writer = dict(threshold=meta.get('threshold') if threshold is None else threshold, model_id=sha, max_side=max_side, map_dtype=map_dtype, overlays=overlays)
     spec = dict(model=str(model), sha=sha, load=_load_settings(engine, weights, allow_other_weights, dict(run, score_batch=batch)),
                 out=str(out), writer=writer, skip_bad=skip_bad)
     skipped, pids = [], {}
@@ -545,14 +546,18 @@ def cmd_fit_dask(a):
 
 def cmd_predict_dask(a):
     "`anomaly-nb predict ... --dask`: score on the cluster's workers into the results folder."
-    from anomaly_nb.cli import image_paths, run_settings, report_skipped
+    from anomaly_nb.cli import image_paths, run_settings, report_skipped, choose_threshold
     from anomaly_nb.outputs import is_results_folder
+    if Path(a.model).is_file(): raise ValueError(f"{a.model}: --dask scores with a model folder written by fit, not an exported graph")
     check_output_folder(a.out, is_results_folder, 'predict results folder')
     paths = image_paths(a.images)
     run = {k: v for k, v in run_settings(a).items() if k != 'progress'}
+    meta, _ = _model_info(a.model)  # --threshold / --fpr as without --dask: chosen here, once, from what model.json holds
+    chosen = SimpleNamespace(threshold=meta.get('threshold'), threshold_info=meta.get('threshold_info'))
+    choose_threshold(chosen, getattr(a, 'threshold', None), getattr(a, 'fpr', None))
     with engine_from_args(a) or LocalEngine() as engine:
         res = predict_images(a.model, paths, a.out, engine, max_side=a.max_side, map_dtype=a.map_dtype, skip_bad=a.skip_bad,
-                             weights=a.weights, allow_other_weights=a.other_weights, **run)
+                             weights=a.weights, allow_other_weights=a.other_weights, threshold=chosen.threshold, **run)
     if res['counts']['error']: print(f"anomaly-nb predict: warning: {res['counts']['error']} image(s) scored NaN or inf: verdict "
                                       "'error' in scores.csv; check those images", file=sys.stderr)
     if a.skip_bad: report_skipped([dict(image=p, reason=r) for p, r in res['skipped']], a.out, 'predict')

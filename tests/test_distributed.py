@@ -4,7 +4,7 @@ A `LocalCluster` of 2 single-threaded worker processes listens on loopback only 
 data are small magnetic_tile subsets (40 good images to fit, 30 test images, 128 px) with the shared ImageNet weights
 of tf_efficientnet_lite0. Skipped, with the reason, when the dask extra or the shared data are missing.
 """
-import contextlib, csv, io, os, signal, time
+import contextlib, csv, io, os, shutil, signal, time
 from types import SimpleNamespace
 
 import numpy as np
@@ -176,17 +176,25 @@ def test_update_equals_refit(engine, data, capsys):
 
 
 def test_cli_on_a_running_scheduler(engine, data, single):
-    "`predict --dask ADDRESS` connects to the cluster's scheduler (loopback) and writes the same folder."
-    import argparse
-    from anomaly_nb.cli import run_options, add_options, evaluate
-    from anomaly_nb.outputs import PredictionWriter
-    p = argparse.ArgumentParser()
-    p.add_argument("model"); p.add_argument("images", nargs="+"); p.add_argument("-o", "--out", type=__import__("pathlib").Path)
-    add_options(p, PredictionWriter, names=["max_side", "map_dtype"]); run_options(p); add_options(p, evaluate, names=["skip_bad"])
-    dask_options(p)
+    "`anomaly-nb predict/fit/update --dask ADDRESS` connect to the cluster's scheduler (loopback) and give the single-process results."
     assert engine.address.startswith(LOOPBACK)
-    a = p.parse_args([str(data.tmp / "single"), *map(str, data.test[:8]), "-o", str(data.tmp / "cli"), "-q", "--score-batch", "8",
-                      "--dask", engine.address])
-    with contextlib.redirect_stdout(io.StringIO()) as o: cmd_predict_dask(a)
+    with contextlib.redirect_stdout(io.StringIO()) as o:
+        assert cli(["predict", str(data.tmp / "single"), *map(str, data.test[:8]), "-o", str(data.tmp / "cli"), "-q",
+                    "--score-batch", "8", "--dask", engine.address]) == 0
     assert o.getvalue().startswith("scored 8 images"), o.getvalue()
     assert rows(data.tmp / "cli") == rows(reference(data, single, 8))[:8]
+    # --threshold reaches the workers' writer: every verdict against the given score
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli(["predict", str(data.tmp / "single"), *map(str, data.test[:4]), "-o", str(data.tmp / "cli_t"), "-q",
+                    "--threshold", "0", "--dask", engine.address]) == 0
+    assert {r["verdict"] for r in rows(data.tmp / "cli_t")} == {"defect"}
+    # fit on 24 images, then update with 16 more: the model fitted on all 40 (as test_update_equals_refit, through the CLI)
+    w, common = str(data.config.weights), ["--device", "cpu", "-q", "--dask", engine.address]
+    first = data.tmp / "first24"; first.mkdir()
+    for f in data.train[:24]: shutil.copy(f, first)
+    with contextlib.redirect_stdout(io.StringIO()) as o:
+        assert cli(["fit", str(first), "-o", str(data.tmp / "cli_fit"), "--weights", w, "--size", "128", "--holdout", "0", *common]) == 0
+        assert cli(["update", str(data.tmp / "cli_fit"), *map(str, data.train[24:]), "-o", str(data.tmp / "cli_up"), *common]) == 0
+    assert "fitted on 24 images" in o.getvalue() and "fitted on 40 images" in o.getvalue(), o.getvalue()
+    full = AnomalyModel(data.config).fit(data.train)
+    assert rel(load_model(data.tmp / "cli_up", progress=False).detector.mean_, full.detector.mean_) < 1e-6
