@@ -13,19 +13,23 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from bokeh.layouts import column, row
-from bokeh.models import ColorBar, ColumnDataSource, Div, HoverTool, Range1d, Span
+from bokeh.models import (ColorBar, ColumnDataSource, DataTable, Div, HoverTool, NumberFormatter, Range1d, Span,
+                          TableColumn)
 from bokeh.plotting import figure
 
 from .data import load_image, load_mask, resize_pair
-from .metrics import at_threshold
-from .plots import add_score_map, add_segmentation, image_figure, pack_rgba, pixel_hover, plot_roc, save_html
+from .metrics import at_threshold, auroc_edges, pro_thresholds, PixelHistogram, ProHistogram
+from .plots import (add_score_map, add_segmentation, image_figure, link_ranges, pack_rgba, pixel_hover, plot_roc,
+                              save_html)
 
 if TYPE_CHECKING:
     from anomaly_nb.pipeline import Prediction
 
 # %% auto #0
-__all__ = ['RUN_COLUMNS', 'SECTIONS', 'pick_examples', 'verdict', 'example_arrays', 'example_figure', 'score_histogram',
-           'image_roc', 'metrics_div', 'build_report', 'write_report']
+__all__ = ['CALLS', 'RUN_COLUMNS', 'RUN_LABELS', 'SECTIONS', 'pick_examples', 'verdict', 'confusion_counts', 'confusion_div',
+           'example_arrays', 'example_figure', 'example_pair', 'score_histogram', 'image_roc', 'image_part',
+           'pixel_curves', 'run_note', 'metrics_div', 'image_rows', 'image_table', 'model_setup', 'setup_div',
+           'build_report', 'write_report']
 
 # %% ../nbs/09_report.ipynb #35c12bf5
 def pick_examples(labels, # image labels, 0 normal / 1 defect
@@ -60,6 +64,36 @@ def verdict(label:int, # 0 normal / 1 defect
     if threshold is None: return None
     called = bool(score > threshold)
     return ('detected' if called else 'missed') if label else ('false alarm' if called else 'passed')
+
+# %% ../nbs/09_report.ipynb #b434e517
+CALLS = dict(tp='detected', fn='missed', tn='passed', fp='false alarm')  # count key -> verdict
+_TABLE_CSS = """
+table { border-collapse: collapse; font: 12px/1.4 sans-serif; }
+th, td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #ddd; }
+thead th { border-bottom: 2px solid #888; }
+tbody th { text-align: left; }
+p { font: 12px sans-serif; color: #555; margin: 4px 0; }
+"""
+
+def confusion_counts(labels, # image labels, 0 normal / 1 defect
+                     scores, # image scores
+                     threshold:float, # scores above it are called defective
+                    )->dict: # {'tp', 'fn', 'tn', 'fp'}: numbers of images
+    "Numbers of images per verdict at the threshold."
+    v = [verdict(int(l), float(x), threshold) for l, x in zip(np.asarray(labels).ravel(), np.asarray(scores).ravel())]
+    return {k: v.count(name) for k, name in CALLS.items()}
+
+def confusion_div(counts:dict, # from `confusion_counts`
+                 )->Div:
+    "The counts as a two-by-two table: rows what the image is, columns what the model called it."
+    c = counts
+    cell = lambda n, what, bad: f"<td style='color:{'firebrick' if bad and n else 'inherit'}'>{n} {what}</td>"
+    body = ("<table><thead><tr><th></th><th>called defective</th><th>called good</th></tr></thead><tbody>"
+            f"<tr><th>defective ({c['tp'] + c['fn']})</th>{cell(c['tp'], 'detected (TP)', 0)}{cell(c['fn'], 'missed (FN)', 1)}</tr>"
+            f"<tr><th>good ({c['tn'] + c['fp']})</th>{cell(c['fp'], 'false alarms (FP)', 1)}{cell(c['tn'], 'passed (TN)', 0)}</tr>"
+            "</tbody></table>")
+    return Div(text="<h2 style='font:bold 15px sans-serif;margin:6px 0 2px'>Calls at the threshold</h2>" + body,
+               stylesheets=[_TABLE_CSS], name='calls')
 
 # %% ../nbs/09_report.ipynb #42e7a921
 def _shrink(a:np.ndarray, side:tuple[int,int], any_set:bool=False)->np.ndarray:
@@ -119,6 +153,24 @@ def example_figure(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
     p.toolbar.autohide = True
     return p
 
+# %% ../nbs/09_report.ipynb #e9b79ad0
+def example_pair(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
+                 i:int, # image index
+                 threshold:float|None=None, # for the verdict in the title
+                 thumb:int=160, # frame width in screen pixels
+                 low:float|None=None, # see `example_figure`
+                 high:float|None=None, # see `example_figure`
+                 resize:str|None=None, # see `example_arrays`
+                ): # a column: the image (named 'original'), then `example_figure`
+    "One example as the image itself above its overlay (map and mask), zoom and pan linked."
+    over = example_figure(pred, i, threshold, thumb, low, high, resize)
+    a, _, _, (H, W) = example_arrays(pred, i, thumb, resize)
+    p = image_figure((H, W), 'as taken', width=thumb, name='original', tags=[int(i)])
+    p.image_rgba(image=[pack_rgba(a)], x=0, y=0, dw=W, dh=H, name='image')
+    p.title.text_font_size, p.toolbar.autohide = '8pt', True
+    link_ranges(p, over)
+    return column(p, over, name='pair')
+
 # %% ../nbs/09_report.ipynb #a6efdaa8
 def score_histogram(labels, # image labels, 0 normal / 1 defect
                     scores, # image scores
@@ -159,24 +211,59 @@ def image_roc(labels, # image labels, 0 normal / 1 defect
               scores, # image scores
               classes, # class name per image, 'good' for normal images
               width:int=400, # frame width and height in screen pixels
+              threshold:float|None=None, # marked on the 'all' curve, named 'operating_point'
              )->figure|None: # None unless both normal and defective images are present
     "Image-level ROC curves per defect class and over all images, or None when one label is missing."
     y, s, c = np.asarray(labels).astype(int).ravel(), np.asarray(scores, np.float64).ravel(), np.asarray(classes, str)
     if not ((y == 0).any() and (y == 1).any()): return None
     names = sorted(set(c[y == 1]))
     curves = {n: (y[(y == 0) | (c == n)], s[(y == 0) | (c == n)]) for n in names} if len(names) > 1 else {}
-    return plot_roc(curves | {'all': (y, s)}, title='image ROC', width=width)
+    p = plot_roc(curves | {'all': (y, s)}, title='image ROC', width=width)
+    if threshold is not None:
+        fpr, tpr = float((s[y == 0] > threshold).mean()), float((s[y == 1] > threshold).mean())
+        p.scatter([fpr], [tpr], size=9, color='black', marker='circle', name='operating_point',
+                  legend_label=f"threshold: FPR {fpr:.3f}, TPR {tpr:.3f}")
+    return p
+
+# %% ../nbs/09_report.ipynb #24587c1e
+def image_part(a:np.ndarray, # (H, W) array on the input grid
+               valid:np.ndarray|None, # (H, W) bool, True where the input is image (a centred rectangle); None: all
+              )->np.ndarray: # the rectangle of `a` that is image
+    "The image part of a padded input's map or mask, as a 2-D rectangle."
+    if valid is None or valid.all(): return a
+    rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
+    return a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+def pixel_curves(pred:Prediction, # from `AnomalyModel.evaluate`: maps, masks and valid are read
+                 max_fpr:float=0.3, # PRO is integrated up to this FPR (a dotted line)
+                 width:int=320, # frame width and height in screen pixels
+                )->figure|None: # None without maps or without a defect image that has a mask
+    "Pixel ROC and PRO curves over the good images and the defect images that have a mask."
+    if pred.maps is None or pred.masks is None: return None
+    idx = [i for i, x in enumerate(pred.samples) if x.label == 0 or x.mask is not None]
+    if not any(pred.samples[i].label == 1 for i in idx): return None
+    cut = lambda arr, i: image_part(arr[i], None if pred.valid is None else pred.valid[i])
+    masks, maps = [cut(pred.masks, i) for i in idx], [cut(pred.maps, i).astype(np.float32) for i in idx]
+    ph, rh = PixelHistogram(auroc_edges(masks, maps)), ProHistogram(pro_thresholds(masks, maps, max_fpr))
+    for m, a in zip(masks, maps): ph.update(m, a); rh.update(m, a)
+    p = figure(x_range=(0, 1), y_range=(0, 1.01), frame_width=width, frame_height=width, title='pixel ROC and PRO',
+               x_axis_label='false positive rate (normal pixels)', y_axis_label='true positive rate / PRO',
+               tools='pan,wheel_zoom,box_zoom,reset,save')
+    p.line([0, 1], [0, 1], line_dash='dashed', line_color='gray', name='chance')
+    lines = []
+    for (x, yv, t), name, label, color in ((ph.roc(), 'pixel_roc', f"pixel ROC (AUROC {ph.auroc():.3f})", '#1f77b4'),
+                                           (rh.curve(), 'pro', f"PRO ({rh.score(max_fpr):.3f} up to FPR {max_fpr})", '#d62728')):
+        src = ColumnDataSource(dict(fpr=x, tpr=yv, threshold=t))
+        lines.append(p.line('fpr', 'tpr', source=src, line_width=2, line_color=color, name=name, legend_label=label))
+    p.add_tools(HoverTool(renderers=lines, formatters={'@threshold': 'printf'},
+                          tooltips=[('curve', '$name'), ('FPR, value', '@fpr{0.000}, @tpr{0.000}'), ('pixel threshold', '@threshold{%.4g}')]))
+    p.add_layout(Span(location=max_fpr, dimension='height', line_dash='dotted', line_color='gray', name='max_fpr'))
+    p.legend.location, p.legend.click_policy = 'bottom_right', 'hide'
+    return p
 
 # %% ../nbs/09_report.ipynb #c9355a3d
 RUN_COLUMNS = ('threshold', 'fit_s', 'score_s_per_image', 'peak_rss_mb')
 
-_TABLE_CSS = """
-table { border-collapse: collapse; font: 12px/1.4 sans-serif; }
-th, td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #ddd; }
-thead th { border-bottom: 2px solid #888; }
-tbody th { text-align: left; }
-p { font: 12px sans-serif; color: #555; margin: 4px 0; }
-"""
 
 def _run_value(table:pd.DataFrame, # a metrics table
                col:str, # one of its columns
@@ -186,10 +273,18 @@ def _run_value(table:pd.DataFrame, # a metrics table
     return v[0] if len(v) == 1 else None
 
 # %% ../nbs/09_report.ipynb #1d5bfc93
+RUN_LABELS = dict(threshold='threshold {:.4g}', fit_s='fit {:.1f} s', score_s_per_image='scoring {:.3f} s per image',
+                  peak_rss_mb='peak memory {:,.0f} MB')  # how the run columns read under the table
+
+def run_note(run:dict, # {run column: value}
+            )->str:
+    "The run columns in words, e.g. 'fit 6.2 s · scoring 0.022 s per image · peak memory 1,307 MB'."
+    return ' · '.join(RUN_LABELS.get(c, f"{c} {{:.4g}}").format(v) for c, v in run.items())
+
 def metrics_div(table:pd.DataFrame, # metrics table, e.g. from `AnomalyModel.evaluate`
                 digits:int=3, # decimals of the metrics
                )->Div:
-    "The metrics table as an HTML table in a Bokeh `Div`; run-wide columns written once below it."
+    "The metrics table as an HTML table in a Bokeh `Div`; run-wide columns written once below it, in words."
     df = table.copy()
     run = {c: _run_value(df, c) for c in RUN_COLUMNS if c in df.columns and len(df) > 1}
     run = {c: v for c, v in run.items() if v is not None}
@@ -198,9 +293,61 @@ def metrics_div(table:pd.DataFrame, # metrics table, e.g. from `AnomalyModel.eva
         if x is None or (not isinstance(x, str) and pd.isna(x)): return '–'
         if isinstance(x, (int, np.integer)): return str(x)
         return f"{x:.{digits}f}" if isinstance(x, (float, np.floating)) else str(x)
-    body = df.apply(lambda col: col.map(fmt)).to_html(border=0)
-    note = ' · '.join(f"{html.escape(str(c))} {v:.4g}" for c, v in run.items())
+    count = lambda x: '–' if pd.isna(x) else f"{int(x)}"  # counts (n_images, n_masked, ...) stay whole numbers
+    body = df.apply(lambda col: col.map(count if str(col.name).startswith('n_') else fmt)).to_html(border=0)
+    note = html.escape(run_note(run))
     return Div(text=body + (f"<p>{note}</p>" if note else ''), stylesheets=[_TABLE_CSS], name='metrics')
+
+# %% ../nbs/09_report.ipynb #cccd46d5
+def image_rows(pred:Prediction, # scored, labelled samples
+               threshold:float|None=None, # for the verdicts
+              )->dict: # columns: image, class, score, verdict, mask
+    "One row per image: what the per-image table shows."
+    v = lambda x, sc: verdict(x.label, sc, threshold) or ''
+    return dict(image=[f"{x.defect}/{x.path.name}" for x in pred.samples], **{'class': [x.defect for x in pred.samples]},
+                score=[float(sc) for sc in pred.scores], verdict=[v(x, sc) for x, sc in zip(pred.samples, pred.scores)],
+                mask=['yes' if x.mask is not None else ('no' if x.label else '') for x in pred.samples])
+
+def image_table(pred:Prediction, # scored, labelled samples
+                threshold:float|None=None, # for the verdicts
+                width:int=760, # table width in screen pixels
+               )->DataTable: # named 'images'
+    "Every image with class, score, verdict and mask, in a table sortable by any column."
+    src = ColumnDataSource(image_rows(pred, threshold))
+    cols = [TableColumn(field='image', title='image', width=300), TableColumn(field='class', title='class', width=110),
+            TableColumn(field='score', title='score', formatter=NumberFormatter(format='0.0000'), width=90),
+            TableColumn(field='verdict', title='verdict', width=100), TableColumn(field='mask', title='mask', width=60)]
+    return DataTable(source=src, columns=cols, sortable=True, index_position=None, width=width,
+                     height=min(400, 28 + 25 * len(pred.samples)), name='images')
+
+# %% ../nbs/09_report.ipynb #d9f3244f
+def model_setup(model, # a fitted `AnomalyModel` (its `config`, `extractor`, `n_train`, `threshold`, `threshold_info`)
+                data:str|Path|None=None, # the data set evaluated, as the user named it
+               )->dict: # {row name: text}
+    "What a reader needs to know about how the report's scores were made."
+    import datetime, anomaly_nb
+    from anomaly_nb.thresholds import threshold_summary
+    c, ext = model.config, model.extractor.config()
+    layers = ext.get('layers')
+    opts = ', '.join(f"{k}={v}" for k, v in (c.options or {}).items())
+    size = 'x'.join(map(str, c.size)) if isinstance(c.size, (tuple, list)) else f"{c.size}"
+    out = {'backbone': f"{c.backbone} (weights: {Path(str(c.weights)).name if c.weights not in ('pretrained', 'random') else c.weights})",
+           'layers': ', '.join(map(str, layers)) if layers else 'default',
+           'detector': c.detector + (f" ({opts})" if opts else ''),
+           'input': f"{size} px, resize '{c.resize}', map blur sigma {c.sigma:g}" + (', image features' if c.pooled else ''),
+           'fitted on': f"{model.n_train} good images" if model.n_train else 'unknown'}
+    if data is not None: out['data'] = str(data)
+    out['threshold'] = threshold_summary(model.threshold, model.threshold_info) or 'none (fitted without held-out good images)'
+    out['made'] = f"{datetime.date.today().isoformat()} with anomaly_nb {anomaly_nb.__version__}"
+    return out
+
+def setup_div(setup:dict, # from `model_setup`
+             )->Div:
+    "The setup as a two-column table under a heading."
+    rows = ''.join(f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                   for k, v in setup.items())
+    return Div(text="<h2 style='font:bold 15px sans-serif;margin:6px 0 2px'>Model and data</h2>"
+               f"<table><tbody>{rows}</tbody></table>", stylesheets=[_TABLE_CSS], name='setup', width=620)
 
 # %% ../nbs/09_report.ipynb #41b437a9
 def _map_range(pred:Prediction, # its `maps` and `valid` are read
@@ -221,6 +368,7 @@ def _header(title:str, # page heading
             classes, # class name per image
             threshold:float|None, # scores above it are called defective
             has_maps:bool, # whether the prediction has anomaly maps
+            masked:int|None=None, # defect images with a mask (None: not known)
            )->str: # HTML
     "The report's heading and summary lines: counts per label and class, and recall, false alarms and precision at the threshold."
     n, nd = len(y), int((y == 1).sum())
@@ -234,6 +382,9 @@ def _header(title:str, # page heading
         if nd and nd < n: at += f" · precision {at_threshold(y, s, threshold)['precision']:.3f}"
         lines.append(f"threshold {threshold:.4g} (scores above it are called defective): {at}")
     if not has_maps: lines.append('image-level features: no anomaly maps')
+    elif masked is not None and masked < nd:
+        lines.append(f"{masked} of {nd} defect images have a mask: pixel metrics and curves use those and the normal images"
+                     if masked else "no defect image has a mask: image-level results only (no pixel metrics, no outlines)")
     return (f"<h1 style='font:bold 20px sans-serif;margin:4px 0'>{html.escape(title)}</h1>" +
             ''.join(f"<p style='font:13px sans-serif;margin:2px 0'>{html.escape(l)}</p>" for l in lines))
 
@@ -249,25 +400,32 @@ def build_report(pred:Prediction, # from `AnomalyModel.evaluate` (or `predict` o
                  n_examples:int=4, # images per example section, at most
                  thumb:int=160, # width of an example in screen pixels
                  resize:str|None=None, # how images were resized, see `example_arrays`
+                 setup:dict|None=None, # how the scores were made, e.g. from `model_setup`
                 ):
-    "Bokeh layout of a report: metrics table, image ROC curves, score histograms and best/worst/borderline examples."
+    "Bokeh layout of a report: calls, setup, metrics, ROC/PRO curves, histograms, examples and a table of every image."
     y, s = pred.labels.astype(int), np.asarray(pred.scores, np.float64)
     if not len(s): raise ValueError("the prediction holds no images")
     if threshold is None and table is not None and 'threshold' in table.columns:
         t = _run_value(table, 'threshold')
         threshold = None if t is None else float(t)
-    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None), name='header')]
+    masked = sum(x.label == 1 and x.mask is not None for x in pred.samples)
+    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None, masked), name='header')]
+    top = [confusion_div(confusion_counts(y, s, threshold)) if threshold is not None else None,
+           setup_div(setup) if setup else None]
+    if any(top): parts.append(row(*[d for d in top if d is not None]))
     if table is not None: parts.append(metrics_div(table))
-    roc = image_roc(y, s, pred.classes, width=320)
-    parts.append(row(*[f for f in (roc, score_histogram(y, s, threshold, width=420)) if f is not None]))
+    plots = (image_roc(y, s, pred.classes, width=300, threshold=threshold), pixel_curves(pred, width=300),
+             score_histogram(y, s, threshold, width=380))
+    parts.append(row(*[f for f in plots if f is not None]))
     picks = pick_examples(y, s, threshold, n_examples)
     lo, hi = _map_range(pred)
-    for key, heading in SECTIONS.items():
+    heading = lambda text: Div(text=f"<h2 style='font:bold 15px sans-serif;margin:10px 0 2px'>{html.escape(text)}</h2>")
+    for key, text in SECTIONS.items():
         if not picks[key]: continue
-        if key == 'borderline' and threshold is None: heading = 'Borderline: the images closest to the median score'
-        figs = [example_figure(pred, i, threshold, thumb, lo, hi, resize) for i in picks[key]]
-        parts.append(column(Div(text=f"<h2 style='font:bold 15px sans-serif;margin:10px 0 2px'>{html.escape(heading)}</h2>"),
-                            row(*figs), name=f'examples_{key}'))
+        if key == 'borderline' and threshold is None: text = 'Borderline: the images closest to the median score'
+        pairs = [example_pair(pred, i, threshold, thumb, lo, hi, resize) for i in picks[key]]
+        parts.append(column(heading(text), row(*pairs), name=f'examples_{key}'))
+    parts.append(column(heading('Every image (click a heading to sort)'), image_table(pred, threshold), name='all_images'))
     return column(*parts, name='report')
 
 # %% ../nbs/09_report.ipynb #6de3dd50
@@ -276,7 +434,7 @@ def write_report(pred:Prediction, # from `AnomalyModel.evaluate`
                  table:pd.DataFrame|None=None, # metrics table to show
                  threshold:float|None=None, # scores above it are called defective; None: the table's, if any
                  title:str='anomaly_nb report', # page title and heading
-                 **kwargs, # more options of `build_report`: n_examples, thumb, resize
+                 **kwargs, # more options of `build_report`: n_examples, thumb, resize, setup
                 )->Path:
     "Write the report of `build_report` as one offline HTML file (BokehJS inlined, written atomically)."
     return save_html(build_report(pred, table, threshold, title, **kwargs), path, title=title)
