@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_cli.ipynb #9b6c21b4
 from __future__ import annotations
-import argparse, contextlib, csv, glob, inspect, io, json, signal, sys, warnings
+import argparse, contextlib, csv, inspect, io, json, signal, sys, warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +12,14 @@ from fastcore.docments import docments
 
 from .core import atomic_file, write_atomic, check_output_folder, claim_output_folder, is_claimed, OutputError
 from .pipeline import ModelConfig, RUN_SETTINGS, evaluate
+from .images import image_paths
 from .distributed import dask_options, update_args, cmd_fit_dask, cmd_predict_dask, cmd_update  # dask itself: only when asked
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SUMMARY_COLUMNS', 'FEW_GOOD', 'FEW_DEFECT', 'LIST_SUFFIXES', 'parse_value', 'parse_options',
-           'add_options', 'model_options', 'run_options', 'config_from_args', 'run_settings', 'fit_options', 'command',
-           'make_parser', 'main', 'csv_text', 'report_skipped', 'summary_text', 'cmd_demo', 'cmd_fit', 'image_paths',
-           'choose_threshold', 'cmd_predict', 'cmd_report', 'cmd_robustness', 'cmd_export', 'cmd_evaluate', 'cmd_site']
+__all__ = ['COMMANDS', 'SUMMARY_COLUMNS', 'FEW_GOOD', 'FEW_DEFECT', 'parse_value', 'parse_options', 'add_options',
+           'model_options', 'run_options', 'config_from_args', 'run_settings', 'fit_options', 'command', 'make_parser',
+           'main', 'csv_text', 'report_skipped', 'summary_text', 'cmd_demo', 'cmd_fit', 'choose_threshold',
+           'cmd_predict', 'cmd_report', 'cmd_robustness', 'cmd_export', 'cmd_evaluate', 'cmd_site']
 
 # %% ../nbs/06_cli.ipynb #f5b2c9bc
 def parse_value(text:str):
@@ -257,27 +258,6 @@ def cmd_fit(a:argparse.Namespace):
     summary = threshold_summary(model.threshold, model.threshold_info)
     print(f"fitted on {model.n_train} images in {model.fit_s:.1f} s; model saved to {a.out}" + (f"\n{summary}" if summary else ''))
     return model
-
-# %% ../nbs/06_cli.ipynb #6251abb6
-LIST_SUFFIXES = ('.txt', '.lst')
-
-def image_paths(sources:list[str], # files, folders, glob patterns, or list files
-               )->list[Path]:
-    "The image files that `sources` name, in order (a folder's images sorted, a pattern's matches sorted)."
-    from anomaly_nb.data import list_images, DataError
-    out = []
-    for src in map(str, sources):
-        p = Path(src)
-        if p.is_dir(): out += list_images(p)
-        elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
-            lines = [l.strip() for l in p.read_text(encoding='utf-8', errors='surrogateescape').splitlines()]
-            out += [p.parent/l for l in lines if l and not l.startswith('#')]
-        elif glob.has_magic(src) and not p.exists():
-            hits = sorted(Path(h) for h in glob.glob(src))
-            if not hits: raise DataError(f"no file matches {src!r}: check the pattern")
-            out += hits
-        else: out.append(p)
-    return out
 
 # %% ../nbs/06_cli.ipynb #0d52144a
 def _predict_args(p):

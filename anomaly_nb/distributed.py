@@ -240,7 +240,7 @@ def _batches(items:list, size:int)->list: return [items[i:i + size] for i in ran
 
 # %% ../nbs/14_distributed.ipynb #ccff6662
 def predict_images(model:str|Path, # a saved model folder (the same path on every worker)
-                   images:list, # image paths (see `cli.image_paths` for folders, globs and list files)
+                   images:list, # image paths (see `images.image_paths` for folders, globs and list files)
                    out:str|Path, # results folder: new, empty, or one of this model to resume
                    engine:Engine|None=None, # where batches run (None: a `LocalEngine`, closed at the end)
                    batch:int|None=None, # images per task (None: the `score_batch` run setting, 32)
@@ -546,7 +546,8 @@ def cmd_fit_dask(a):
 
 def cmd_predict_dask(a):
     "`anomaly-nb predict ... --dask`: score on the cluster's workers into the results folder."
-    from anomaly_nb.cli import image_paths, run_settings, report_skipped, choose_threshold
+    from anomaly_nb.images import image_paths
+    from anomaly_nb.cli import run_settings, report_skipped, choose_threshold
     from anomaly_nb.outputs import is_results_folder
     if Path(a.model).is_file(): raise ValueError(f"{a.model}: --dask scores with a model folder written by fit, not an exported graph")
     check_output_folder(a.out, is_results_folder, 'predict results folder')
@@ -580,7 +581,8 @@ def update_args(p):
 
 def cmd_update(a):
     "Add good images to a saved PaDiM or Gaussian model; the same model as a refit on all the images."
-    from anomaly_nb.cli import image_paths, run_settings, report_skipped, _skipped_rows
+    from anomaly_nb.images import image_paths
+    from anomaly_nb.cli import run_settings, report_skipped, _skipped_rows
     from anomaly_nb.thresholds import threshold_summary
     run = {k: v for k, v in run_settings(a).items() if k != 'progress'}
     held = image_paths(a.holdout_images) if a.holdout_images else None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_images.ipynb #19b99fe6
 from __future__ import annotations
-import warnings
+import glob, warnings
 from pathlib import Path
 
 import cv2
@@ -14,8 +14,8 @@ from PIL import Image, ImageOps
 from .core import as_size
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image', 'load_mask',
-           'list_images', 'resize_pair', 'to_original', 'overlay']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image',
+           'load_mask', 'list_images', 'image_paths', 'resize_pair', 'to_original', 'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -123,6 +123,26 @@ def list_images(folder:str|Path, # folder to list (not recursive)
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}: {held}. "
                         "Put the images there or point to the folder that holds them.")
     return files
+
+# %% ../nbs/00a_images.ipynb #28e90c7b
+LIST_SUFFIXES = ('.txt', '.lst')
+
+def image_paths(sources:list, # files, folders, glob patterns, or list files (str or Path)
+               )->list[Path]:
+    "The image files that `sources` name, in order (a folder's images sorted, a pattern's matches sorted)."
+    out = []
+    for src in map(str, sources):
+        p = Path(src)
+        if p.is_dir(): out += list_images(p)
+        elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
+            lines = [l.strip() for l in p.read_text(encoding='utf-8', errors='surrogateescape').splitlines()]
+            out += [p.parent/l for l in lines if l and not l.startswith('#')]
+        elif glob.has_magic(src) and not p.exists():
+            hits = sorted(Path(h) for h in glob.glob(src))
+            if not hits: raise DataError(f"no file matches {src!r}: check the pattern")
+            out += hits
+        else: out.append(p)
+    return out
 
 # %% ../nbs/00a_images.ipynb #b81e5c0c
 def _fit_box(h:int, w:int, size:tuple[int,int])->tuple[int,int]:

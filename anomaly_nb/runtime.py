@@ -13,7 +13,7 @@ import numpy as np
 
 import anomaly_nb
 from .core import write_atomic
-from .images import BadFileError, list_images, load_image, resize_pair, to_original
+from .images import BadFileError, image_paths, load_image, resize_pair, to_original
 
 # %% auto #0
 __all__ = ['EXPORT_FORMAT', 'EXPORT_VERSION', 'READS_VERSIONS', 'JSON_FIELDS', 'ExportedModelError', 'read_metadata',
@@ -228,12 +228,8 @@ def load_exported(path:str|Path, # an .onnx file, or an OpenVINO .xml
     return (OpenVinoModel if Path(path).suffix.lower() == '.xml' else OnnxModel)(path, threads)
 
 # %% ../nbs/13_runtime.ipynb #9ec8176b
-def _expand(images:list)->list[Path]:
-    "Image files from files and folders (a folder's images sorted, as `images.list_images` lists them)."
-    return [f for p in images for f in (list_images(p) if Path(p).is_dir() else [Path(p)])]
-
 def write_predictions(model:ExportedModel, # from `load_exported`
-                      images:list, # image files and folders
+                      images:list, # image files, folders, glob patterns or list files (see `images.image_paths`)
                       out:str|Path, # the results folder (new, empty, or an earlier run of this model to resume)
                       batch_size:int=8, # images per run of the graph
                       skip_bad:bool=False, # leave out unreadable files (listed on stderr and in skipped.csv)
@@ -244,7 +240,7 @@ def write_predictions(model:ExportedModel, # from `load_exported`
                      )->str: # the one-line summary
     "Score images with an exported model into a results folder (maps, overlays, scores.csv), resuming an earlier run."
     from anomaly_nb.outputs import PredictionWriter
-    paths, out = _expand(images), Path(out)
+    paths, out = image_paths(images), Path(out)
     with PredictionWriter(out, threshold=model.threshold, model_id=model.model_id, max_side=max_side,
                           map_dtype=map_dtype, overlays=overlays) as w:
         todo = [p for p in paths if not w.done(p)]  # done() counts the images an earlier run wrote
@@ -265,7 +261,7 @@ def _parser()->argparse.ArgumentParser:
     s = sub.add_parser('predict', help='score images; write maps, overlays and scores.csv',
                        description='Score images with an exported model; write maps, overlays and scores.csv (as anomaly-nb predict).')
     s.add_argument('model', type=Path, help='exported model: MODEL.onnx, or MODEL.xml (OpenVINO)')
-    s.add_argument('images', nargs='+', help='image files or folders')
+    s.add_argument('images', nargs='+', help="image files, folders, glob patterns ('dir/*.png') or list files (.txt, one path a line)")
     s.add_argument('-o', '--out', type=Path, required=True, help='results folder (new, empty, or an earlier run to resume)')
     s.add_argument('--batch-size', type=int, default=8, help='images per run of the graph (default: %(default)s)')
     s.add_argument('--threads', type=int, default=None, help='runtime threads (default: one per physical core)')
