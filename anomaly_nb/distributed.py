@@ -528,6 +528,7 @@ def dask_options(p):
 def engine_from_args(a)->Engine|None:
     "The engine `--dask` asks for (None without it)."
     if getattr(a, 'dask', None) is None: return None
+    if a.dask_workers is not None and a.dask_workers < 1: raise ValueError(f"--dask-workers must be at least 1, got {a.dask_workers}")
     try: return DaskEngine(None if a.dask == 'local' else a.dask, n_workers=a.dask_workers)
     except ImportError as e: raise ValueError(str(e)) from None  # the command line's one-line error
 
@@ -584,6 +585,8 @@ def cmd_update(a):
     from anomaly_nb.images import image_paths
     from anomaly_nb.cli import run_settings, report_skipped, _skipped_rows
     from anomaly_nb.thresholds import threshold_summary
+    from anomaly_nb.thresholds import check_holdout_fpr
+    if a.fpr is not None: check_holdout_fpr(None, a.fpr)  # a wrong rate is refused before any work
     run = {k: v for k, v in run_settings(a).items() if k != 'progress'}
     held = image_paths(a.holdout_images) if a.holdout_images else None
     with engine_from_args(a) or LocalEngine() as engine:
