@@ -13,13 +13,14 @@ from fastcore.docments import docments
 from .core import atomic_file, write_atomic, check_output_folder, claim_output_folder, is_claimed, OutputError
 from .pipeline import ModelConfig, RUN_SETTINGS, evaluate
 from .images import image_paths
+from .layouts import load_layout, synthetic_category
 from .distributed import dask_options, update_args, cmd_fit_dask, cmd_predict_dask, cmd_update  # dask itself: only when asked
 
 # %% auto #0
 __all__ = ['COMMANDS', 'SUMMARY_COLUMNS', 'FEW_GOOD', 'FEW_DEFECT', 'parse_value', 'parse_options', 'add_options',
            'model_options', 'run_options', 'config_from_args', 'run_settings', 'fit_options', 'command', 'make_parser',
            'main', 'csv_text', 'report_skipped', 'summary_text', 'cmd_demo', 'cmd_fit', 'choose_threshold',
-           'cmd_predict', 'cmd_report', 'cmd_robustness', 'cmd_export', 'cmd_evaluate', 'cmd_site']
+           'cmd_predict', 'cmd_report', 'cmd_robustness', 'cmd_export', 'cmd_evaluate', 'cmd_synthetic', 'cmd_site']
 
 # %% ../nbs/06_cli.ipynb #f5b2c9bc
 def parse_value(text:str):
@@ -405,6 +406,23 @@ def cmd_evaluate(a:argparse.Namespace):
         if table.attrs.get('split'): write_atomic(a.out/'split.csv', csv_text(table.attrs['split'], ['category', 'image', 'role']))
     if a.skip_bad: report_skipped(table.attrs.get('skipped', []), a.out, 'evaluate')
     return table
+
+# %% ../nbs/06_cli.ipynb #87f79057
+def _synthetic_args(p):
+    p.add_argument('images', nargs='+', help="good images: files, folders, glob patterns ('dir/*.png') or list files (.txt)")
+    p.add_argument('-o', '--out', type=Path, required=True, help='the category folder to write (new or empty)')
+    add_options(p, synthetic_category, names=['test_share', 'seed'])
+
+@command('synthetic', 'make a validation category from good images by painting defects into a share of them', _synthetic_args)
+def cmd_synthetic(a:argparse.Namespace):
+    "Write an MVTec AD category of good images and copies with painted defects, to compare settings on."
+    if not 0 < a.test_share < 1: raise ValueError(f"--test-share must be between 0 and 1, got {a.test_share}")
+    out = synthetic_category(image_paths(a.images), a.out, a.test_share, a.seed)
+    lay = load_layout(out)
+    n = sum(s.label for s in lay.test)
+    print(f"wrote {out}: {len(lay.train)} training images, {len(lay.test) - n} good and {n} painted test images; "
+          f"next: anomaly-nb evaluate {out}")
+    return out
 
 # %% ../nbs/06_cli.ipynb #f85ead93
 def _site_args(s):

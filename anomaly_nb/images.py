@@ -15,7 +15,7 @@ from .core import as_size
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image',
-           'load_mask', 'list_images', 'image_paths', 'resize_pair', 'to_original', 'overlay']
+           'load_mask', 'list_images', 'image_paths', 'paint_defect', 'resize_pair', 'to_original', 'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -143,6 +143,27 @@ def image_paths(sources:list, # files, folders, glob patterns, or list files (st
             out += hits
         else: out.append(p)
     return out
+
+# %% ../nbs/00a_images.ipynb #f978944f
+def paint_defect(img:np.ndarray, # (H, W) or (H, W, C) image, uint8 or float
+                 rng:np.random.Generator, # the random source: the same state paints the same defect
+                 darken:tuple=(0.3, 0.6), # the defect's pixels are multiplied by a factor drawn from this range
+                )->tuple[np.ndarray, np.ndarray]: # (painted copy of `img`, bool mask (H, W))
+    "A dark blob or a dark scratch painted into a copy of `img`, with its mask."
+    H, W = img.shape[:2]
+    f = min(H, W) / 256  # the sizes below are for a 256-pixel image
+    m = np.zeros((H, W), np.uint8)
+    cy, cx = int(rng.integers(H // 4, 3 * H // 4)), int(rng.integers(W // 4, 3 * W // 4))
+    if rng.random() < 0.5:
+        axes = (max(1, round(int(rng.integers(4, 12)) * f)), max(1, round(int(rng.integers(4, 12)) * f)))
+        cv2.ellipse(m, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    else:
+        a, length = rng.uniform(0, np.pi), int(rng.integers(20, 60)) * f
+        cv2.line(m, (cx, cy), (int(cx + length * np.cos(a)), int(cy + length * np.sin(a))), 1,
+                 max(1, round(int(rng.integers(2, 5)) * f)))
+    mask, out = m.astype(bool), img.copy()
+    out[mask] = (out[mask] * float(rng.uniform(*darken))).astype(img.dtype)
+    return out, mask
 
 # %% ../nbs/00a_images.ipynb #b81e5c0c
 def _fit_box(h:int, w:int, size:tuple[int,int])->tuple[int,int]:

@@ -13,8 +13,8 @@ import numpy as np
 from .data import Sample, DataError, list_images, is_category, mvtec_samples, folder_samples
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'GOOD_NAMES', 'TEST_SHARE', 'Layout', 'detect_layout', 'split_good', 'mvtec_layout', 'folders_layout',
-           'manifest_layout', 'load_layout', 'find_layouts']
+__all__ = ['LAYOUTS', 'GOOD_NAMES', 'TEST_SHARE', 'SYNTHETIC_CLASS', 'Layout', 'detect_layout', 'split_good', 'mvtec_layout',
+           'folders_layout', 'manifest_layout', 'load_layout', 'find_layouts', 'synthetic_category']
 
 # %% ../nbs/00b_layouts.ipynb #5aa6120e
 LAYOUTS = ('mvtec', 'folders', 'manifest')
@@ -134,3 +134,28 @@ def find_layouts(root:str|Path, seed:int=0, test_share:float=TEST_SHARE)->list[L
     p = Path(root)
     if (p.is_file() and p.suffix.lower() == '.csv') or is_category(p) or (p/'good').is_dir(): return [load_layout(p, seed, test_share)]
     return [mvtec_layout(c) for c in find_categories(p)]
+
+# %% ../nbs/00b_layouts.ipynb #9fdf0561
+SYNTHETIC_CLASS = 'painted'  # the defect class of a `synthetic_category`
+
+def synthetic_category(good:list, # good image files
+                       out:str|Path, # the category folder to write (new or empty)
+                       test_share:float=TEST_SHARE, # share of the good images that become test images (clean and painted)
+                       seed:int=0, # seed of the split and of the painted defects
+                      )->Path: # `out`
+    "An MVTec AD category from good images: train/good, test/good, test/painted with masks in ground_truth/painted."
+    from PIL import Image
+    from anomaly_nb.core import atomic_folder
+    from anomaly_nb.images import load_image, paint_defect
+    train, test, _ = split_good([Sample(Path(p)) for p in good], test_share, seed)
+    rng = np.random.default_rng(seed)
+    with atomic_folder(out, None, 'synthetic category') as tmp:
+        for sub in ('train/good', 'test/good', f'test/{SYNTHETIC_CLASS}', f'ground_truth/{SYNTHETIC_CLASS}'): (tmp/sub).mkdir(parents=True)
+        for i, s in enumerate(train): load_image(s.path).save(tmp/'train'/'good'/f'{i:04d}_{s.path.stem}.png')
+        for i, s in enumerate(test):
+            name, img = f'{i:04d}_{s.path.stem}', load_image(s.path)
+            img.save(tmp/'test'/'good'/f'{name}.png')
+            painted, mask = paint_defect(np.asarray(img), rng)
+            Image.fromarray(painted).save(tmp/'test'/SYNTHETIC_CLASS/f'{name}.png')
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp/'ground_truth'/SYNTHETIC_CLASS/f'{name}_mask.png')
+    return Path(out)
