@@ -15,7 +15,8 @@ from .core import as_size
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image',
-           'load_mask', 'list_images', 'image_paths', 'paint_defect', 'resize_pair', 'to_original', 'overlay']
+           'load_mask', 'list_images', 'image_paths', 'paint_defect', 'resize_pair', 'image_part', 'to_original',
+           'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -212,14 +213,21 @@ def resize_pair(img:Image.Image, # RGB or 8-bit grayscale ('L') image
     return _pad_edge(a, top, left, H, W), _placed(m, top, left, H, W), _placed(np.ones((h, w), bool), top, left, H, W)
 
 # %% ../nbs/00a_images.ipynb #9e85fbde
+def image_part(a:np.ndarray, # (H, W) array on the input grid
+               valid:np.ndarray|None, # (H, W) bool, True where the input is image (a centred rectangle); None: all
+              )->np.ndarray: # the rectangle of `a` that is image
+    "The image part of a padded input's map or mask, as a 2-D rectangle."
+    if valid is None or valid.all(): return a
+    rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
+    return a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+# %% ../nbs/00a_images.ipynb #3b611170
 def to_original(amap:np.ndarray, # (H, W) map at input resolution
                 orig_size:tuple[int,int], # (height, width) of the original image
                 valid:np.ndarray|None=None, # (H, W) bool region that holds the image (after padding)
                )->np.ndarray: # (height, width) float32 map
     "Crop a map to its valid region and resize it to the original image size."
-    if valid is not None and not valid.all():
-        rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
-        amap = amap[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    amap = image_part(amap, valid)
     h, w = int(orig_size[0]), int(orig_size[1])
     return cv2.resize(np.ascontiguousarray(amap, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 

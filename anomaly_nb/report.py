@@ -18,6 +18,7 @@ from bokeh.models import (ColorBar, ColumnDataSource, DataTable, Div, HoverTool,
 from bokeh.plotting import figure
 
 from .data import load_image, load_mask, resize_pair
+from .images import image_part
 from .metrics import at_threshold, auroc_edges, pro_thresholds, PixelHistogram, ProHistogram
 from .plots import (add_score_map, add_segmentation, image_figure, link_ranges, pack_rgba, pixel_hover, plot_roc,
                               save_html)
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 
 # %% auto #0
 __all__ = ['CALLS', 'RUN_COLUMNS', 'RUN_LABELS', 'SECTIONS', 'pick_examples', 'verdict', 'confusion_counts', 'confusion_div',
-           'example_arrays', 'example_figure', 'example_pair', 'score_histogram', 'image_roc', 'image_part',
-           'pixel_curves', 'run_note', 'metrics_div', 'image_rows', 'image_table', 'model_setup', 'setup_div',
-           'build_report', 'write_report']
+           'example_arrays', 'example_figure', 'example_pair', 'score_histogram', 'image_roc', 'pixel_curves',
+           'run_note', 'metrics_div', 'image_rows', 'image_table', 'model_setup', 'setup_div', 'build_report',
+           'write_report']
 
 # %% ../nbs/09_report.ipynb #35c12bf5
 def pick_examples(labels, # image labels, 0 normal / 1 defect
@@ -226,14 +227,6 @@ def image_roc(labels, # image labels, 0 normal / 1 defect
     return p
 
 # %% ../nbs/09_report.ipynb #24587c1e
-def image_part(a:np.ndarray, # (H, W) array on the input grid
-               valid:np.ndarray|None, # (H, W) bool, True where the input is image (a centred rectangle); None: all
-              )->np.ndarray: # the rectangle of `a` that is image
-    "The image part of a padded input's map or mask, as a 2-D rectangle."
-    if valid is None or valid.all(): return a
-    rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
-    return a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-
 def pixel_curves(pred:Prediction, # from `AnomalyModel.evaluate`: maps, masks and valid are read
                  max_fpr:float=0.3, # PRO is integrated up to this FPR (a dotted line)
                  width:int=320, # frame width and height in screen pixels
