@@ -115,7 +115,7 @@ def register(name:str # registry name; stored in lower case
     return add
 
 # %% ../nbs/02_detectors.ipynb #5277820e
-_BUILTINS = ('statistics', 'neighbours', 'outliers')  # the modules whose detectors register themselves
+_BUILTINS = ('statistics', 'neighbours', 'outliers', 'adaptor')  # the modules whose detectors register themselves
 
 def _load_builtins():
     "Import the built-in detector modules, which fills `DETECTORS`."
