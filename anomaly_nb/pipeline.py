@@ -25,8 +25,8 @@ from .thresholds import split_holdout, auto_holdout, threshold_info, threshold_c
 
 # %% auto #0
 __all__ = ['RESIZE_MODES', 'MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor',
-           'build_detector', 'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval', 'rate_interval',
-           'split_settings', 'build_model', 'select_categories', 'long_table', 'evaluate']
+           'build_detector', 'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval', 'split_settings',
+           'build_model', 'select_categories', 'long_table', 'evaluate', 'rate_interval']
 
 # %% ../nbs/05_pipeline.ipynb #549bbb86
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -331,12 +331,8 @@ def auroc_interval(labels:np.ndarray, scores:np.ndarray, n_boot:int=1000, seed:i
     stats = [roc_auc_score(y, np.r_[a, b]) for a, b in zip(p, n)]
     return tuple(float(q) for q in np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]))
 
-def rate_interval(k:int, n:int, level:float=0.95)->tuple[float, float]:
-    "The exact (Clopper-Pearson) interval of a rate observed as k of n."
-    from scipy.stats import binomtest
-    if n == 0: return (np.nan, np.nan)
-    ci = binomtest(int(k), int(n)).proportion_ci(level, method='exact')
-    return float(ci.low), float(ci.high)
+from .thresholds import rate_interval  # the threshold's own interval: one definition, kept with the threshold
+_all_ = ['rate_interval']
 
 # %% ../nbs/05_pipeline.ipynb #b9a37b6e
 def _pixel_subset(pred:Prediction)->np.ndarray:

@@ -13,7 +13,8 @@ from .metrics import at_threshold, best_f1_threshold
 
 # %% auto #0
 __all__ = ['DEFAULT_HOLDOUT', 'FEW_HOLDOUT', 'split_holdout', 'check_holdout_fpr', 'auto_holdout', 'quantile_threshold',
-           'robust_threshold', 'normal_threshold', 'threshold_info', 'threshold_summary', 'threshold_columns']
+           'robust_threshold', 'tail_threshold', 'normal_threshold', 'rate_interval', 'threshold_info',
+           'threshold_summary', 'threshold_columns']
 
 # %% ../nbs/04a_thresholds.ipynb #a8d40818
 def _holds_out(frac:float, n:int)->bool:
@@ -77,15 +78,42 @@ def robust_threshold(normal_scores:np.ndarray, # image scores of held-out normal
     return float(np.exp(t) if log else t)
 
 # %% ../nbs/04a_thresholds.ipynb #4a39f8cf
+def tail_threshold(normal_scores:np.ndarray, # image scores of held-out normal images (more than `min_exceed`)
+                   fpr:float=0.01, # false-alarm rate to aim for
+                   frac:float=0.2, # share of the highest held-out scores that make up the tail
+                   min_exceed:int=5, # the tail has at least this many scores
+                  )->float:
+    "The `1 - fpr` point of an exponential tail fitted to the highest held-out scores (scale from their median excess)."
+    s = np.sort(np.asarray(normal_scores, np.float64))[::-1]
+    k = max(min_exceed, int(round(frac * len(s))))
+    if k >= len(s): raise ValueError(f"{len(s)} held-out scores are too few for a tail of {k}: give more than {min_exceed}")
+    if len(s) * fpr >= k: return quantile_threshold(s, fpr)  # the target lies inside the observed tail
+    u = s[k]
+    return float(u + np.median(s[:k] - u) / np.log(2) * np.log(k / (len(s) * fpr)))
+
+# %% ../nbs/04a_thresholds.ipynb #119e1237
 def normal_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
                      fpr:float=0.01, # false-alarm rate to aim for
                      min_tail:int=10, # held-out images expected above the threshold needed to trust the raw quantile
                     )->tuple[float, str]: # (threshold, method)
-    "The empirical quantile when enough held-out images fall in the tail, else the robust fit."
-    if len(normal_scores) * fpr >= min_tail: return quantile_threshold(normal_scores, fpr), 'normal_quantile'
+    "The empirical quantile when enough held-out images fall in the tail, else an exponential tail fit, else (≤ 5 images) the robust log-normal fit."
+    n = len(normal_scores)
+    if n * fpr >= min_tail: return quantile_threshold(normal_scores, fpr), 'normal_quantile'
+    if n > 5: return tail_threshold(normal_scores, fpr), 'exponential_tail'
     return robust_threshold(normal_scores, fpr), 'robust_lognormal'
 
 # %% ../nbs/04a_thresholds.ipynb #ff9b3416
+def rate_interval(k:int, # events seen (e.g. held-out good images above the threshold)
+                  n:int, # trials (held-out good images)
+                  level:float=0.95, # confidence level
+                 )->tuple[float, float]: # (low, high); NaN when n is 0
+    "The exact (Clopper-Pearson) interval of a rate observed as k of n."
+    from scipy.stats import binomtest
+    if n == 0: return (np.nan, np.nan)
+    ci = binomtest(int(k), int(n)).proportion_ci(level, method='exact')
+    return float(ci.low), float(ci.high)
+
+# %% ../nbs/04a_thresholds.ipynb #43ccdfd3
 FEW_HOLDOUT = 5  # below this many held-out images, a threshold is called a rough guess
 
 def threshold_info(normal_scores:np.ndarray, # image scores of held-out normal images
@@ -98,6 +126,7 @@ def threshold_info(normal_scores:np.ndarray, # image scores of held-out normal i
                          "them; check those images and the backbone's weights")
     t, method = normal_threshold(s, fpr)
     return t, dict(method=method, target_fpr=fpr, n_holdout=len(s), holdout_fpr=float((s > t).mean()),
+                   fpr_interval=list(rate_interval(int((s > t).sum()), len(s))),
                    normal_score_median=float(np.median(s)), holdout_scores=[float(x) for x in s])
 
 def threshold_summary(threshold:float|None, # the threshold (None: no threshold was set)
@@ -108,6 +137,9 @@ def threshold_summary(threshold:float|None, # the threshold (None: no threshold 
     if info.get('method') == 'given': return f"threshold {threshold:.4g} (given)"
     msg = (f"threshold {threshold:.4g}: {info['holdout_fpr']:.1%} of {info['n_holdout']} held-out good images above it "
            f"(target false-alarm rate {info['target_fpr']:.1%})")
+    if 'fpr_interval' in info:  # models saved before it was recorded lack it
+        lo, hi = info['fpr_interval']
+        msg += f"; {info['n_holdout']} held-out images support a rate of {lo:.1%}–{hi:.1%} (95 % interval)"
     if info['n_holdout'] < FEW_HOLDOUT:
         msg += f"; only {info['n_holdout']} held-out images make it a rough guess: hold out more (--holdout) or add good images"
     return msg
