@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from fastcore.basics import patch
 from fastcore.meta import delegates
 from tqdm.auto import tqdm
 
 from .core import as_size, peak_rss_mb
+from .images import image_part
 from .data import Sample, ImageDataset, make_loader, mvtec_samples, training_samples, find_categories, DataError
 from .features import FeatureExtractor, get_extractor, default_batch_size, default_streams, in_streams
 from .detectors import Detector, get_detector, detector_takes
@@ -66,7 +68,7 @@ class ModelConfig:
                  layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: the stages at strides 8 and 16
                  weights:str='pretrained', # 'pretrained' (hub download), 'random', or a local weights file or folder
                  pool:int|str|None=None, # CNN features: local average window (1: none; None: 3). DINOv2: image feature 'cls' or 'mean'
-                 detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', or a PyOD model 'pyod.<module>.<Class>'
+                 detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', 'adaptor', or a PyOD model 'pyod.<module>.<Class>'
                  options:dict|None=None, # the detector's own options, e.g. {'k': 3, 'bank': 'coreset'}
                  size:int|tuple=256, # input size in pixels: one side, or (height, width)
                  resize:str='pad', # 'pad' keeps the aspect ratio (padding is left out of scores); 'stretch' fills the square
@@ -361,13 +363,13 @@ def evaluate(self:AnomalyModel,
     sub = _pixel_subset(pred)
     if pred.maps is not None and (pred.labels[sub] == 1).any():
         idx = np.flatnonzero(sub)
-        maps = [pred.maps[i][pred.valid[i]].reshape(1, -1) for i in idx]
-        masks = [pred.masks[i][pred.valid[i]].reshape(1, -1) for i in idx]
+        maps = [image_part(pred.maps[i], pred.valid[i]) for i in idx]  # the padding cut off as a rectangle: regions stay whole
+        masks = [image_part(pred.masks[i], pred.valid[i]) for i in idx]
         pix = metrics_table(pred.labels[idx], pred.scores[idx], masks, maps, [pred.classes[i] for i in idx])
         table[['pixel_auroc', 'pro']] = pix[['pixel_auroc', 'pro']].reindex(table.index)
     cls = np.asarray(pred.classes)
-    table['n_masked'] = [int(((cls == n) if n not in ('all', 'mean') else (cls != 'good')) [sub].sum()) if n != 'mean' else np.nan
-                         for n in table.index]
+    table['n_masked'] = pd.array([int(((cls == n) if n not in ('all', 'mean') else (cls != 'good'))[sub].sum()) if n != 'mean' else pd.NA
+                                  for n in table.index], 'Int64')
     threshold_columns(table, pred.labels, pred.scores, pred.classes, self.threshold)
     _interval_columns(table, pred.labels, pred.scores, pred.classes, self.threshold, self.config.seed)
     table['fit_s'] = self.fit_s
