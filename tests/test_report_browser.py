@@ -29,7 +29,7 @@ def report(tmp_path_factory):
     table, pred = model.fit(cat, holdout=0.25, fpr=0.1).evaluate(cat)
     path = write_report(pred, tmp / "report.html", table, model.threshold, title="browser test")
     n_plots = len(list(build_report(pred, table, model.threshold).select({"type": Plot})))
-    assert n_plots == 2 + 10  # ROC, histogram and every one of the 10 test images as an example
+    assert n_plots == 3 + 2 * 10  # image ROC, pixel ROC/PRO, histogram; each of the 10 test images as taken and with its map
     return path, n_plots
 
 
