@@ -19,17 +19,26 @@ from .detectors import CHUNK, Detector, register
 __all__ = ['channel_stats', 'position_stats', 'standardise', 'AdaptorNet', 'truncated_l1', 'train_net', 'AdaptorDetector']
 
 # %% ../nbs/02e_adaptor.ipynb #bf5116bb
+def _sums(X:np.ndarray, chunk:int)->tuple[np.ndarray, np.ndarray]:
+    "Sums of `X` and of its squares over the first axis, in float64, `chunk` entries of that axis at a time."
+    s = np.zeros(X.shape[1:]); ss = np.zeros(X.shape[1:])
+    for i in range(0, len(X), chunk):
+        c = X[i:i+chunk].astype(np.float64)
+        s += c.sum(0); ss += (c * c).sum(0)
+    return s, ss
+
+def _mean_std(s:np.ndarray, ss:np.ndarray, n:int)->tuple[np.ndarray, np.ndarray]:
+    "Per-channel mean and standard deviation (float64) from `n` rows' sums; a constant channel's deviation is 1."
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean ** 2, 0))
+    std[std < 1e-6 * max(1.0, float(np.abs(mean).max()))] = 1.0
+    return mean, std
+
 def channel_stats(X:np.ndarray, # (n, d) training rows
                   chunk:int=CHUNK, # rows per chunk
                  )->tuple[np.ndarray, np.ndarray]: # (mean, std), each (d,) float32; std of a constant channel is 1
     "Per-channel mean and standard deviation of `X`, accumulated in float64 chunk by chunk."
-    s = np.zeros(X.shape[1]); ss = np.zeros(X.shape[1])
-    for i in range(0, len(X), chunk):
-        c = X[i:i+chunk].astype(np.float64)
-        s += c.sum(0); ss += (c * c).sum(0)
-    mean = s / len(X)
-    std = np.sqrt(np.maximum(ss / len(X) - mean ** 2, 0))
-    std[std < 1e-6 * max(1.0, float(np.abs(mean).max()))] = 1.0
+    mean, std = _mean_std(*_sums(X, chunk), len(X))
     return mean.astype(np.float32), std.astype(np.float32)
 
 # %% ../nbs/02e_adaptor.ipynb #b06c0531
@@ -37,13 +46,10 @@ def position_stats(X:np.ndarray, # (images, positions, d) training grid
                    chunk:int=64, # images per chunk
                   )->tuple[np.ndarray, np.ndarray]: # (mean, std), each (positions, d) float32
     "Per-position, per-channel mean and standard deviation of a feature grid (std floored at 0.1 x the global one)."
-    s = np.zeros(X.shape[1:]); ss = np.zeros(X.shape[1:])
-    for i in range(0, len(X), chunk):
-        c = X[i:i+chunk].astype(np.float64)
-        s += c.sum(0); ss += (c * c).sum(0)
+    s, ss = _sums(X, chunk)
     mean = s / len(X)
     var = np.maximum(ss / len(X) - mean ** 2, 0)
-    _, g = channel_stats(X.reshape(-1, X.shape[-1]))
+    _, g = _mean_std(s.sum(0), ss.sum(0), X.shape[0] * X.shape[1])  # the global one from the same sums: no second pass
     std = np.maximum(np.sqrt(var), 0.1 * g)
     return mean.astype(np.float32), std.astype(np.float32)
 

@@ -23,7 +23,7 @@ from .detectors import Detector, get_detector, detector_takes
 from .maps import anomaly_maps, image_scores
 from .metrics import metrics_table
 from .layouts import Layout, load_layout, find_layouts
-from .thresholds import split_holdout, auto_holdout, threshold_info, threshold_columns, check_holdout_fpr
+from .thresholds import split_holdout, auto_holdout, threshold_info, threshold_columns, check_holdout_fpr, rate_interval
 
 # %% auto #0
 __all__ = ['RESIZE_MODES', 'MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor',
@@ -333,8 +333,7 @@ def auroc_interval(labels:np.ndarray, scores:np.ndarray, n_boot:int=1000, seed:i
     stats = [roc_auc_score(y, np.r_[a, b]) for a, b in zip(p, n)]
     return tuple(float(q) for q in np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]))
 
-from .thresholds import rate_interval  # the threshold's own interval: one definition, kept with the threshold
-_all_ = ['rate_interval']
+_all_ = ['rate_interval']  # defined in `thresholds` (the threshold's own interval), still importable from here
 
 # %% ../nbs/05_pipeline.ipynb #b9a37b6e
 def _pixel_subset(pred:Prediction)->np.ndarray:

@@ -221,7 +221,8 @@ def image_roc(labels, # image labels, 0 normal / 1 defect
     curves = {n: (y[(y == 0) | (c == n)], s[(y == 0) | (c == n)]) for n in names} if len(names) > 1 else {}
     p = plot_roc(curves | {'all': (y, s)}, title='image ROC', width=width)
     if threshold is not None:
-        fpr, tpr = float((s[y == 0] > threshold).mean()), float((s[y == 1] > threshold).mean())
+        at = at_threshold(y, s, threshold)
+        fpr, tpr = at['false_alarm_rate'], at['recall']
         p.scatter([fpr], [tpr], size=9, color='black', marker='circle', name='operating_point',
                   legend_label=f"threshold: FPR {fpr:.3f}, TPR {tpr:.3f}")
     return p
