@@ -23,6 +23,7 @@ from PIL import Image
 
 from anomaly_nb.data import ImageDataset, Sample, make_loader
 from anomaly_nb.detectors import get_detector
+from anomaly_nb.images import image_part
 from anomaly_nb.maps import anomaly_maps, image_scores
 from anomaly_nb.metrics import metrics_table
 from anomaly_nb.pipeline import build_model, to_rows
@@ -100,8 +101,8 @@ def score_maps(det, feats, size, sigma=4.0, chunk=64):
 def table(samples, maps, valid, masks, scores=None):
     scores = image_scores(maps, None, valid) if scores is None else scores
     labels = np.array([s.label for s in samples]); classes = [s.defect for s in samples]
-    return metrics_table(labels, scores, [m[v].reshape(1, -1) for m, v in zip(masks, valid)],
-                         [a[v].reshape(1, -1) for a, v in zip(maps, valid)], classes)
+    return metrics_table(labels, scores, [image_part(m, v) for m, v in zip(masks, valid)],  # regions keep their shape (PRO)
+                         [image_part(a, v) for a, v in zip(maps, valid)], classes)
 
 CANDIDATES = {  # name: detector keyword arguments; the first is the reference
     'padim': dict(detector='padim'),
@@ -112,7 +113,9 @@ CANDIDATES = {  # name: detector keyword arguments; the first is the reference
     'adaptor noise 0.5, 3000 steps': dict(detector='adaptor', noise=0.5, steps=3000),
     'adaptor noise 0.5, hidden 1024': dict(detector='adaptor', noise=0.5, hidden=1024),
     'adaptor noise 0.5, positional': dict(detector='adaptor', noise=0.5, positional=True),
+    'knn full bank': dict(detector='knn', bank=None, index='ivf'),
 }
+COMBOS = {'padim score + knn map': ('padim', 'knn full bank')}  # (image score from, map from)
 
 def select(category:Path, weights:Path, names:list[str]):
     model = build_model(weights=weights, progress=False)
@@ -121,14 +124,19 @@ def select(category:Path, weights:Path, names:list[str]):
     ftr, _, _ = features(model, fit)
     fva, valid, masks = features(model, val)
     print(f"features: {len(fit)} fit + {len(val)} validation images in {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = []
+    rows, maps = [], {}
+    def add(name, t, fs):
+        rows.append({'setting': name, **{c: '{:.3f} / {:.3f} / {:.3f}'.format(*t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']])
+                                          for c in list(t.index)}, 'detector fit s': fs})
+        print(pd.DataFrame(rows[-1:]).to_markdown(index=False), flush=True)
     for name in names:
         kw = dict(CANDIDATES[name]); det = get_detector(kw.pop('detector'), **kw)
         t0 = time.perf_counter(); det.fit(det_input(det, ftr)); fs = time.perf_counter() - t0
-        t = table(val, score_maps(det, fva, model.size), valid, masks)
-        rows.append({'setting': name, **{c: '{:.3f} / {:.3f} / {:.3f}'.format(*t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']])
-                                          for c in list(t.index)}, 'detector fit s': f'{fs:.0f}'})
-        print(pd.DataFrame(rows[-1:]).to_markdown(index=False), flush=True)
+        maps[name] = score_maps(det, fva, model.size)
+        add(name, table(val, maps[name], valid, masks), f'{fs:.0f}')
+    for name, (score_of, map_of) in COMBOS.items():
+        if score_of in maps and map_of in maps:
+            add(name, table(val, maps[map_of], valid, masks, image_scores(maps[score_of], None, valid)), 'both')
     print('\nimage AUROC / pooled pixel AUROC / PRO on 40 held-out good + 80 painted training images\n')
     print(pd.DataFrame(rows).to_markdown(index=False))
 

@@ -11,12 +11,22 @@ median scores, the AUROC of score vs orientation (0.5: the score says nothing ab
 the image AUROC on the test split, and where the portrait images' maps are hot (mean patch score within 3 grid cells of
 the image's left/right edge against the rest of the image).
 
-Two ways of giving the network a padded image are compared side by side:
+Ways of giving the network a padded image, compared side by side (`--variants`):
 
 - `padded`: the library as it is: the resized image is edge-padded to 256 x 256 and the network sees the padding.
 - `cropped` (a prototype, not in the library): the network runs on the image's own pixels only (the valid box, rounded
   inwards to the 8-pixel grid), and the feature grid is padded afterwards by repeating its edge cells, so that every
   image's border looks to the network like the border of the input.
+- `turned` (a prototype): a portrait input is turned a quarter before the network, so that every image lies
+  landscape (padding only above and below); its score grid is turned back.
+- `padded-relative`, `cropped-relative` (prototypes): the features as above, but PaDiM's grid positions are relative
+  to the image: each image's feature cells inside its valid box are resampled (bilinear) to the full 32 x 32 grid
+  before fitting and scoring, and the scores are resampled back into the box, so that position (i, j) always means the
+  same place of the image, never padding. They reuse the features of `padded` / `cropped`.
+- `margin` (a prototype): every image is fitted into the input less 8 pixels on each side, so that every image edge,
+  of a landscape or a portrait image alike, has edge padding beside it and none touches the input's border.
+
+On magnetic_tile the test split's pixel AUROC and PRO (whole regions) are printed too.
 
 Features are cached under `--cache` (one `.npz` per data set, split and variant).
 """
@@ -33,8 +43,12 @@ from anomaly_nb.data import make_synthetic_category
 from anomaly_nb.layouts import load_layout
 from anomaly_nb.thresholds import split_holdout
 from anomaly_nb.maps import anomaly_maps, image_scores
+from anomaly_nb.data import ImageDataset, make_loader
+from anomaly_nb.images import image_part
+from anomaly_nb.metrics import metrics_table
 
 GRID = 8  # stride of the finest feature grid of the default backbone
+VARIANTS = ['padded', 'cropped', 'turned', 'padded-relative', 'cropped-relative', 'margin']
 
 def cropped_features(model, x:torch.Tensor, valid:torch.Tensor)->torch.Tensor:
     "Prototype: features of each image's valid box only (rounded inwards to the grid), edge-padded on the feature grid."
@@ -49,25 +63,74 @@ def cropped_features(model, x:torch.Tensor, valid:torch.Tensor)->torch.Tensor:
         out.append(np.pad(f, pad, mode='edge'))
     return torch.from_numpy(np.stack(out))
 
+def lies_portrait(valid:torch.Tensor)->torch.Tensor:
+    "Which padded inputs hold an image taller than wide."
+    return valid.any(-1).sum(-1) > valid.any(-2).sum(-1)
+
+def turn(x:torch.Tensor, which:torch.Tensor, k:int=1)->torch.Tensor:
+    "The inputs (or grids) `which` marks turned a quarter (`k`=1: counter-clockwise, -1: back), the others as they are."
+    return torch.where(which.view(-1, *[1] * (x.ndim - 1)), torch.rot90(x, k, (-2, -1)), x)
+
+def boxes(valid:np.ndarray)->list[tuple[int, int, int, int]]:
+    "Each input's valid box in feature cells (top, bottom, left, right), rounded inwards."
+    out = []
+    for v in valid:
+        r, c = np.flatnonzero(v.any(1)), np.flatnonzero(v.any(0))
+        out.append((-(-r[0] // GRID), (r[-1] + 1) // GRID, -(-c[0] // GRID), (c[-1] + 1) // GRID))
+    return out
+
+def to_relative(feats:np.ndarray, bx:list)->np.ndarray:
+    "Each feature grid's box resampled (bilinear) to the whole grid."
+    n = feats.shape[2:]
+    return np.stack([torch.nn.functional.interpolate(torch.from_numpy(f[None, :, t:b, l:r]), size=n, mode='bilinear')[0].numpy()
+                     for f, (t, b, l, r) in zip(feats, bx)])
+
+def from_relative(s:np.ndarray, bx:list)->np.ndarray:
+    "Each score grid resampled (bilinear) into its box, edge cells repeated outside it."
+    (h, w), out = s.shape[1:], []
+    for g, (t, b, l, r) in zip(s, bx):
+        x = torch.nn.functional.interpolate(torch.from_numpy(g[None, None]), size=(b - t, r - l), mode='bilinear')[0, 0].numpy()
+        out.append(np.pad(x, ((t, h - b), (l, w - r)), mode='edge'))
+    return np.stack(out)
+
+MARGIN = 8  # pixels of padding on every side in the `margin` variant
+
+def margin_batches(model, samples):
+    "Batches as the library loads them, but fitted into the input less `MARGIN` on every side, then edge-padded."
+    H, W = model.config.size
+    for b in make_loader(ImageDataset(samples, (H - 2 * MARGIN, W - 2 * MARGIN), 'pad'), model.batch_size):
+        m = (MARGIN,) * 4
+        yield dict(b, image=torch.nn.functional.pad(b['image'], m, mode='replicate'),
+                   valid=torch.nn.functional.pad(b['valid'], m, value=False), mask=torch.nn.functional.pad(b['mask'], m, value=False))
+
 def features(model, samples, variant:str, path:Path)->dict:
     "Features, valid masks, original sizes and labels of `samples` (cached at `path`)."
     if path.exists(): return dict(np.load(path))
     feats, valid, osz = [], [], []
     with torch.no_grad():
-        for b in model._loader(samples):
-            f = model.extractor(b['image']) if variant == 'padded' else cropped_features(model, b['image'], b['valid'])
+        for b in (model._loader(samples) if variant != 'margin' else margin_batches(model, samples)):
+            f = (model.extractor(b['image']) if variant in ('padded', 'margin') else
+                 model.extractor(turn(b['image'], lies_portrait(b['valid']))) if variant == 'turned' else
+                 cropped_features(model, b['image'], b['valid']))
             feats.append(f.float().numpy()); valid.append(b['valid'].numpy()); osz.append(b['orig_size'].numpy())
     d = dict(feats=np.concatenate(feats), valid=np.concatenate(valid), osz=np.concatenate(osz),
              labels=np.array([s.label for s in samples]))
     np.savez(path, **d)
     return d
 
-def scores(model, d:dict)->tuple[np.ndarray, np.ndarray]:
-    "Image scores as `AnomalyModel.predict` makes them, and the patch-score grids."
-    f = d['feats']
-    s = model._score(torch.from_numpy(f))
+def scores(model, d:dict, variant:str, masks=None)->tuple:
+    "Image scores as `AnomalyModel.predict` makes them, the patch-score grids, and with `masks` pixel AUROC and PRO."
+    relative = variant.endswith('-relative')
+    bx = boxes(d['valid']) if relative else None
+    s = model._score(torch.from_numpy(to_relative(d['feats'], bx) if relative else d['feats']))
+    if relative: s = from_relative(s, bx)
+    if variant == 'turned': s = turn(torch.from_numpy(s), lies_portrait(torch.from_numpy(d['valid'])), -1).numpy()
     maps = anomaly_maps(s, model.config.size, model.config.sigma)
-    return image_scores(maps, model.config.topk, d['valid']), s
+    sc = image_scores(maps, model.config.topk, d['valid'])
+    if masks is None: return sc, s, None
+    t = metrics_table(d['labels'], sc, [image_part(m, v) for m, v in zip(masks, d['valid'])],
+                      [image_part(m, v) for m, v in zip(maps, d['valid'])], ['defect' if l else 'good' for l in d['labels']])
+    return sc, s, t.loc['all', ['pixel_auroc', 'pro']].tolist()
 
 def edge_heat(grids:np.ndarray, valid:np.ndarray, cells:int=3)->float:
     "Mean patch score within `cells` grid cells of the valid box's left/right edges, over the mean of the rest of the box."
@@ -81,17 +144,29 @@ def edge_heat(grids:np.ndarray, valid:np.ndarray, cells:int=3)->float:
 
 def portrait(osz): return osz[:, 0] > osz[:, 1]
 
+def test_masks(test:list, config:ModelConfig, path:Path, margin:bool=False)->np.ndarray:
+    "Ground-truth masks of the test images on the padded input grid (cached at `path`)."
+    if not path.exists():
+        (H, W), m = config.size, MARGIN if margin else 0
+        ds = ImageDataset(test, (H - 2 * m, W - 2 * m), 'pad')
+        np.savez(path, masks=np.stack([np.pad(ds[i]['mask'].numpy(), m) for i in range(len(ds))]))
+    return np.load(path)['masks']
+
 def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelConfig, cache:Path)->dict:
     model = AnomalyModel(config)
-    tr = features(model, fit_on, variant, cache / f'{name}_train_{variant}.npz')
-    model.detector.fit(model._detector_input(tr['feats']))
+    base = variant.removesuffix('-relative')  # the features a variant uses
+    tr = features(model, fit_on, base, cache / f'{name}_train_{base}.npz')
+    f = to_relative(tr['feats'], boxes(tr['valid'])) if variant.endswith('-relative') else tr['feats']
+    model.detector.fit(model._detector_input(f))
     model.grid = tuple(tr['feats'].shape[2:])
-    te = features(model, test, variant, cache / f'{name}_test_{variant}.npz')
-    g = [features(model, s, variant, cache / f'{name}_good{i}_{variant}.npz') for i, s in enumerate(goods)]
+    te = features(model, test, base, cache / f'{name}_test_{base}.npz')
+    g = [features(model, s, base, cache / f'{name}_good{i}_{base}.npz') for i, s in enumerate(goods)]
     g = [{k: te[k][te['labels'] == 0] for k in ('feats', 'valid', 'osz', 'labels')}] + g  # the test split's good images first
     g = {k: np.concatenate([x[k] for x in g]) for k in ('feats', 'valid', 'osz', 'labels')}
-    sg, grids = scores(model, g)
-    st, _ = scores(model, te)
+    sg, grids, _ = scores(model, g, variant)
+    masks = (test_masks(test, config, cache / f'{name}_test_masks{"_margin" if base == "margin" else ""}.npz', base == 'margin')
+             if name == 'magnetic_tile' else None)
+    st, _, pixel = scores(model, te, variant, masks)
     keep = g['osz'][:, 0] != g['osz'][:, 1]  # square images have no orientation
     p = portrait(g['osz'])[keep]
     sg, grids, valid = sg[keep], grids[keep], g['valid'][keep]
@@ -100,14 +175,15 @@ def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelC
             'orientation AUROC': f"{roc_auc_score(p, sg):.3f}",
             'portrait edge heat': f"{edge_heat(grids[p], valid[p]):.2f}",
             'landscape edge heat': f"{edge_heat(grids[~p], valid[~p]):.2f}",
-            'image AUROC (test)': f"{roc_auc_score(te['labels'], st):.3f}"}
+            'image AUROC (test)': f"{roc_auc_score(te['labels'], st):.3f}",
+            'pixel AUROC / PRO (test)': '–' if pixel is None else '{:.3f} / {:.3f}'.format(*pixel)}
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[2] / 'shared')))
     p.add_argument('--cache', type=Path, default=Path('/tmp/orientation'))
     p.add_argument('--data', nargs='+', default=['demo', 'magnetic_tile'], choices=['demo', 'magnetic_tile'])
-    p.add_argument('--variants', nargs='+', default=['padded', 'cropped'], choices=['padded', 'cropped'])
+    p.add_argument('--variants', nargs='+', default=VARIANTS, choices=VARIANTS)
     a = p.parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
