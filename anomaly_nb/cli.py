@@ -199,7 +199,7 @@ def summary_text(long, # long metrics table (`pipeline.evaluate` or `long_table`
 # %% ../nbs/06_cli.ipynb #b1918794
 def _evaluate_one(model, category:Path, out:Path|None, title:str, skip_bad:bool=False, command:str='report'):
     "Evaluate a fitted model on one category; print the table; write table and report to `out`."
-    from anomaly_nb.report import write_report, model_setup
+    from anomaly_nb.report import write_report, model_setup, shape_check
     from anomaly_nb.pipeline import long_table
     from anomaly_nb.metrics import save_table
     table, pred = model.evaluate(category, skip_bad)
@@ -207,6 +207,8 @@ def _evaluate_one(model, category:Path, out:Path|None, title:str, skip_bad:bool=
     from anomaly_nb.layouts import load_layout
     long = long_table(table, load_layout(category, model.config.seed).name)
     print(summary_text(long))
+    shape = shape_check(pred.labels, pred.scores, pred.orig_sizes)  # an artefact the numbers above would hide
+    if shape: print(f"warning: {shape}", file=sys.stderr)
     if out:
         save_table(long, claim_output_folder(out, command))
         write_report(pred, out/'report.html', table=table, threshold=model.threshold, title=title, setup=model_setup(model, category))

@@ -20,6 +20,8 @@ from bokeh.plotting import figure
 from .data import load_image, load_mask, resize_pair
 from .images import image_part
 from .metrics import at_threshold, auroc_edges, pro_thresholds, PixelHistogram, ProHistogram
+from scipy.stats import mannwhitneyu
+from sklearn.metrics import roc_auc_score
 from .plots import (add_score_map, add_segmentation, image_figure, link_ranges, pack_rgba, pixel_hover, plot_roc,
                               save_html)
 
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 # %% auto #0
 __all__ = ['CALLS', 'RUN_COLUMNS', 'RUN_LABELS', 'SECTIONS', 'pick_examples', 'verdict', 'confusion_counts', 'confusion_div',
            'example_arrays', 'example_figure', 'example_pair', 'score_histogram', 'image_roc', 'pixel_curves',
-           'run_note', 'metrics_div', 'image_rows', 'image_table', 'model_setup', 'setup_div', 'build_report',
-           'write_report']
+           'run_note', 'metrics_div', 'image_rows', 'image_table', 'model_setup', 'setup_div', 'shape_check',
+           'build_report', 'write_report']
 
 # %% ../nbs/09_report.ipynb #35c12bf5
 def pick_examples(labels, # image labels, 0 normal / 1 defect
@@ -356,6 +358,27 @@ def _map_range(pred:Prediction, # its `maps` and `valid` are read
     return (lo, hi) if lo <= hi else (None, None)
 
 # %% ../nbs/09_report.ipynb #16fa6266
+def shape_check(labels, # image labels, 0 normal / 1 defect
+                scores, # image scores
+                sizes, # (N, 2) original (height, width) of each image, or None
+                min_each:int=2, # normal images of each orientation needed to compare
+                band:float=0.15, # warn when the AUROC is further than this from 0.5 ...
+                alpha:float=0.05, # ... and the two-sided Mann-Whitney p-value is below this
+               )->str|None: # a warning, or None
+    "A warning when the scores of normal images depend on their orientation (portrait against landscape)."
+    if sizes is None: return None
+    y, s, hw = np.asarray(labels), np.asarray(scores, np.float64), np.asarray(sizes)
+    keep = (y == 0) & (hw[:, 0] != hw[:, 1]) & np.isfinite(s)
+    tall, sc = hw[keep, 0] > hw[keep, 1], s[keep]
+    if min(tall.sum(), (~tall).sum()) < min_each: return None
+    auc = float(roc_auc_score(tall, sc))
+    if abs(auc - 0.5) <= band or mannwhitneyu(sc[tall], sc[~tall]).pvalue >= alpha: return None
+    hi, lo = ('portrait', 'landscape') if auc > 0.5 else ('landscape', 'portrait')
+    return (f"the scores of normal images depend on their shape: {hi} ones score higher (median {np.median(sc[tall if hi == 'portrait' else ~tall]):.4g} "
+            f"against {np.median(sc[~tall if hi == 'portrait' else tall]):.4g}; AUROC {auc:.2f} of score against orientation, 0.5 = none). "
+            f"Treat high scores of {hi} images with doubt, and fit on good images of both orientations")
+
+# %% ../nbs/09_report.ipynb #c3a8b248
 def _header(title:str, # page heading
             y:np.ndarray, # image labels, 0 normal / 1 defect
             s:np.ndarray, # image scores
@@ -363,6 +386,7 @@ def _header(title:str, # page heading
             threshold:float|None, # scores above it are called defective
             has_maps:bool, # whether the prediction has anomaly maps
             masked:int|None=None, # defect images with a mask (None: not known)
+            sizes=None, # (N, 2) original (height, width) of each image, for `shape_check`
            )->str: # HTML
     "The report's heading and summary lines: counts per label and class, and recall, false alarms and precision at the threshold."
     n, nd = len(y), int((y == 1).sum())
@@ -379,6 +403,8 @@ def _header(title:str, # page heading
     elif masked is not None and masked < nd:
         lines.append(f"{masked} of {nd} defect images have a mask: pixel metrics and curves use those and the normal images"
                      if masked else "no defect image has a mask: image-level results only (no pixel metrics, no outlines)")
+    shape = shape_check(y, s, sizes)
+    if shape: lines.append('warning: ' + shape)
     return (f"<h1 style='font:bold 20px sans-serif;margin:4px 0'>{html.escape(title)}</h1>" +
             ''.join(f"<p style='font:13px sans-serif;margin:2px 0'>{html.escape(l)}</p>" for l in lines))
 
@@ -403,7 +429,7 @@ def build_report(pred:Prediction, # from `AnomalyModel.evaluate` (or `predict` o
         t = _run_value(table, 'threshold')
         threshold = None if t is None else float(t)
     masked = sum(x.label == 1 and x.mask is not None for x in pred.samples)
-    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None, masked), name='header')]
+    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None, masked, pred.orig_sizes), name='header')]
     top = [confusion_div(confusion_counts(y, s, threshold)) if threshold is not None else None,
            setup_div(setup) if setup else None]
     if any(top): parts.append(row(*[d for d in top if d is not None]))
