@@ -16,9 +16,9 @@ from .outputs import PredictionWriter, output_name, remove_leftovers
 
 # %% auto #0
 __all__ = ['DASK_MISSING', 'LOADS', 'BANK_OVERSAMPLE', 'FIT_SHARD', 'Engine', 'LocalEngine', 'DaskEngine', 'imap', 'tree_reduce',
-           'clear_cache', 'worker_model', 'worker_builder', 'append_rows', 'predict_images', 'score_images', 'Part',
-           'fit_model', 'update_model', 'dask_options', 'engine_from_args', 'cmd_fit_dask', 'cmd_predict_dask',
-           'update_args', 'cmd_update']
+           'clear_cache', 'worker_model', 'worker_builder', 'predict_images', 'score_images', 'Part', 'fit_model',
+           'update_model', 'dask_options', 'engine_from_args', 'cmd_fit_dask', 'cmd_predict_dask', 'update_args',
+           'cmd_update']
 
 # %% ../nbs/14_distributed.ipynb #ae237622
 class Engine:
@@ -167,41 +167,6 @@ def worker_builder(config:dict, # `ModelConfig.to_dict(run=True)`
     from anomaly_nb.pipeline import AnomalyModel, ModelConfig
     return _cached('builder', json.dumps(config, sort_keys=True), lambda: AnomalyModel(ModelConfig.from_dict(config)))
 
-# %% ../nbs/14_distributed.ipynb #c22dbdaa
-def _as_named(path:str, # the image
-              name:str, # the output name the driver chose for it
-             )->dict: # a `taken` record for which `output_name(path, taken)` gives `name`
-    "The `taken` record under which `output_name` gives `path` the name `name`."
-    base = output_name(path, {})
-    return {} if name == base else {base: ''}  # a hashed name: the plain one belongs to another image
-
-class _FileWriter(PredictionWriter):
-    "`PredictionWriter.write` on a worker: maps and overlays written under names chosen by the driver, rows returned, no lock, no scores.csv."
-    def __init__(self, out, **kw):
-        super().__init__(out, **kw)
-        self.opened, self.done_rows, self.resumed, self.rows = True, {}, set(), []
-        self.csv = SimpleNamespace(writerow=self.rows.append)
-    def _sync(self): pass
-    def write_as(self, name:str, path, *args)->dict:
-        "Write the files of `path` as `name` (see `PredictionWriter.write` for `args`); its scores.csv row."
-        self.taken = _as_named(str(path), name)
-        self.write(path, *args)
-        row = self.rows.pop()
-        if row['map'] != f'maps/{name}.npy': raise RuntimeError(f"output name {row['map']} for {path}, expected maps/{name}.npy")
-        return row
-
-# %% ../nbs/14_distributed.ipynb #7693c208
-def append_rows(w:PredictionWriter, # an open writer (it holds the folder's lock)
-                rows:list[dict], # rows from `_FileWriter.write_as`, whose files are written
-               ):
-    "Append rows to the writer's scores.csv (synced once), counting them as `write` does."
-    for row in rows:
-        w.csv.writerow(row)
-        w.done_rows[row['image']] = row
-        w.counts['written'] += 1
-        if row['verdict'] in ('defect', 'error'): w.counts[row['verdict']] += 1
-    w._sync()
-
 # %% ../nbs/14_distributed.ipynb #289e3fd7
 def _predict_batch(item:tuple, # (image paths, their output names)
                    spec:dict, # model, sha, load, out (None: scores only), writer, skip_bad
@@ -210,13 +175,13 @@ def _predict_batch(item:tuple, # (image paths, their output names)
     paths, names = item
     model = worker_model(spec['model'], spec['sha'], spec['load'])
     name_of = dict(zip(paths, names))
-    w = None if spec['out'] is None else _FileWriter(spec['out'], **spec['writer'])
+    w = None if spec['out'] is None else PredictionWriter(spec['out'], **spec['writer'])  # never opened here: no lock, no scores.csv
     rows, skipped = [], []
     for chunk in model.predict_stream([Path(p) for p in paths], skip_bad=spec['skip_bad']):
         for i, s in enumerate(chunk.samples):
             score = float(chunk.scores[i])
             rows.append(dict(image=str(s.path), score=score) if w is None else
-                        w.write_as(name_of[str(s.path)], s.path, score, chunk.maps[i], chunk.valid[i], tuple(chunk.orig_sizes[i])))
+                        w.write_files(s.path, name_of[str(s.path)], score, chunk.maps[i], chunk.valid[i], tuple(chunk.orig_sizes[i])))
         skipped += [(str(s.path), r) for s, r in chunk.skipped]
     return dict(rows=rows, skipped=skipped, pid=os.getpid(), loads=LOADS['model'])
 
@@ -275,7 +240,7 @@ def predict_images(model:str|Path, # a saved model folder (the same path on ever
                 waiting[i] = res
                 while nxt in waiting:  # in input order: the rows of a batch wait for those before it
                     r = waiting.pop(nxt); nxt += 1
-                    append_rows(w, r['rows'])
+                    w.append(r['rows'])
                     skipped += r['skipped']; pids[r['pid']] = pids.get(r['pid'], 0) + 1
                     if on_batch: on_batch(nxt, len(jobs), r)
             if w.opened: remove_leftovers(w.out)  # temporary files of a worker killed mid-write

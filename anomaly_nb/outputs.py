@@ -169,19 +169,17 @@ def done(self:PredictionWriter, path:str|Path)->bool:
 
 # %% ../nbs/05a_outputs.ipynb #cd3ae505
 @patch
-def write(self:PredictionWriter,
-          path:str|Path, # the image
-          score:float, # its image score
-          amap:np.ndarray, # its map: at the model's input size (with `valid`, `orig_size`) or at the image's own size
-          valid:np.ndarray|None=None, # (H, W) bool: image pixels of an input-size map (padding False)
-          orig_size:tuple|None=None, # the image's (height, width) when `amap` is at the input size
-          image:np.ndarray|None=None, # its RGB pixels for the overlay (None: read from `path`)
-         ):
-    "Write one image's map, overlay and scores.csv row (in that order)."
+def write_files(self:PredictionWriter,
+                path:str|Path, # the image
+                name:str, # its output name (see `output_name`)
+                score:float, # its image score
+                amap:np.ndarray, # its map: at the model's input size (with `valid`, `orig_size`) or at the image's own size
+                valid:np.ndarray|None=None, # (H, W) bool: image pixels of an input-size map (padding False)
+                orig_size:tuple|None=None, # the image's (height, width) when `amap` is at the input size
+                image:np.ndarray|None=None, # its RGB pixels for the overlay (None: read from `path`)
+               )->dict: # its scores.csv row, not yet appended
+    "Write one image's map and overlay as `name`; return its row for `append`."
     from PIL import Image
-    if self.done(path): return
-    if not self.opened: self._open()
-    name = output_name(path, self.taken)
     size = saved_size(orig_size if orig_size is not None else amap.shape, self.max_side)
     m = to_original(amap, size, valid) if orig_size is not None else to_original(amap, size)
     with atomic_file(self.out/'maps'/f'{name}.npy') as f: np.save(f, m.astype(self.map_dtype), allow_pickle=False)
@@ -191,13 +189,36 @@ def write(self:PredictionWriter,
         high = self.threshold if self.threshold is not None else float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
         with atomic_file(self.out/'overlays'/f'{name}.png') as f:
             Image.fromarray(overlay(np.asarray(img.convert('RGB')), np.nan_to_num(m), high)).save(f, format='PNG')
-    v = verdict(float(score), self.threshold)
-    row = dict(image=str(path), score=f'{float(score):.6g}', verdict=v, map=f'maps/{name}.npy',
-               overlay=f'overlays/{name}.png' if self.overlays else '')
-    self.csv.writerow(row); self._sync()
-    self.done_rows[str(path)] = row
-    self.counts['written'] += 1
-    if v in ('defect', 'error'): self.counts[v] += 1
+    return dict(image=str(path), score=f'{float(score):.6g}', verdict=verdict(float(score), self.threshold),
+                map=f'maps/{name}.npy', overlay=f'overlays/{name}.png' if self.overlays else '')
+
+@patch
+def append(self:PredictionWriter,
+           rows:list[dict], # rows from `write_files`, whose files are in place
+          ):
+    "Append rows to scores.csv (one sync for all of them) and count them."
+    if not self.opened: self._open()
+    for row in rows:
+        self.csv.writerow(row)
+        self.done_rows[row['image']] = row
+        self.taken[Path(row['map']).name[:-len('.npy')]] = row['image']
+        self.counts['written'] += 1
+        if row['verdict'] in ('defect', 'error'): self.counts[row['verdict']] += 1
+    self._sync()
+
+@patch
+def write(self:PredictionWriter,
+          path:str|Path, # the image
+          score:float, # its image score
+          amap:np.ndarray, # its map: at the model's input size (with `valid`, `orig_size`) or at the image's own size
+          valid:np.ndarray|None=None, # (H, W) bool: image pixels of an input-size map (padding False)
+          orig_size:tuple|None=None, # the image's (height, width) when `amap` is at the input size
+          image:np.ndarray|None=None, # its RGB pixels for the overlay (None: read from `path`)
+         ):
+    "Write one image's map, overlay and scores.csv row (in that order); an image done by an earlier run is skipped."
+    if self.done(path): return
+    if not self.opened: self._open()
+    self.append([self.write_files(path, output_name(path, self.taken), score, amap, valid, orig_size, image)])
 
 # %% ../nbs/05a_outputs.ipynb #6f66656d
 @patch
