@@ -373,10 +373,11 @@ def shape_check(labels, # image labels, 0 normal / 1 defect
     if min(tall.sum(), (~tall).sum()) < min_each: return None
     auc = float(roc_auc_score(tall, sc))
     if abs(auc - 0.5) <= band or mannwhitneyu(sc[tall], sc[~tall]).pvalue >= alpha: return None
-    hi, lo = ('portrait', 'landscape') if auc > 0.5 else ('landscape', 'portrait')
-    return (f"the scores of normal images depend on their shape: {hi} ones score higher (median {np.median(sc[tall if hi == 'portrait' else ~tall]):.4g} "
-            f"against {np.median(sc[~tall if hi == 'portrait' else tall]):.4g}; AUROC {auc:.2f} of score against orientation, 0.5 = none). "
-            f"Treat high scores of {hi} images with doubt, and fit on good images of both orientations")
+    high = tall if auc > 0.5 else ~tall  # the orientation that scores higher
+    name = 'portrait' if auc > 0.5 else 'landscape'
+    return (f"the scores of normal images depend on their shape: {name} ones score higher (median {np.median(sc[high]):.4g} "
+            f"against {np.median(sc[~high]):.4g}; AUROC {auc:.2f} of score against orientation, 0.5 = none). "
+            f"Treat high scores of {name} images with doubt, and fit on good images of both orientations")
 
 # %% ../nbs/09_report.ipynb #c3a8b248
 def _header(title:str, # page heading
