@@ -10,6 +10,7 @@ import torch
 from fastcore.basics import store_attr, basic_repr, patch
 
 from .detectors import CHUNK, Detector, check_features, register
+from .features import torch_threads
 
 # %% auto #0
 __all__ = ['STATS_PREFIX', 'STATS_NAMES', 'whitening', 'mahalanobis', 'n_leading', 'orth_complement', 'lw_from_moments',
@@ -250,7 +251,7 @@ def ledoit_wolf_batch(X:torch.Tensor, # (positions, n, d) samples per position
 def whitening_batch(covs:torch.Tensor, # (P, d, d) covariances
                     rel_floor:float=1e-6, abs_floor:float=1e-12)->torch.Tensor: # (P, d, d) whitening matrices
     "`whitening` for a stack of covariances: eigenvalues floored, W = V / sqrt(lambda)."
-    lam, V = torch.linalg.eigh(covs)
+    with torch_threads(1): lam, V = torch.linalg.eigh(covs)  # small matrices: threads only contend (see above)
     floor = (rel_floor * lam.mean(1).clamp_min(0)).clamp_min(abs_floor)
     return V / torch.maximum(lam, floor[:, None]).sqrt()[:, None, :]
 
