@@ -254,7 +254,7 @@ def cmd_fit(a:argparse.Namespace):
     model = AnomalyModel(config_from_args(a))
     check_output_folder(a.out, is_model_folder, 'model folder')
     if not model.detector.savable: raise ValueError(f"the {model.config.detector!r} detector cannot be saved, so fit would be "
-                                                    "wasted: use padim, gaussian, knn or lunar (anomaly-nb evaluate runs any detector)")
+                                                    "wasted: use padim, gaussian, knn, lunar or adaptor (anomaly-nb evaluate runs any detector)")
     model.fit(a.data, holdout=a.holdout, fpr=a.fpr, skip_bad=a.skip_bad)
     if a.skip_bad: report_skipped(_skipped_rows(model.skipped), None, 'fit')
     save_model(model, a.out)

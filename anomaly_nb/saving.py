@@ -83,7 +83,7 @@ def save_model(model:AnomalyModel, # a fitted model
     if getattr(model, 'n_train', None) is None: raise ValueError("the model is not fitted: call fit() before saving")
     if not model.detector.savable:
         raise ValueError(f"the {model.config.detector!r} detector cannot be saved (it has no array state and pickle is never used): "
-                         "use padim, gaussian, knn or lunar")
+                         "use padim, gaussian, knn, lunar or adaptor")
     params, arrays = model.detector.get_state()
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     t = model.threshold if threshold is None else threshold
