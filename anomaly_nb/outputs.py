@@ -201,7 +201,6 @@ def append(self:PredictionWriter,
     for row in rows:
         self.csv.writerow(row)
         self.done_rows[row['image']] = row
-        self.taken[Path(row['map']).name[:-len('.npy')]] = row['image']
         self.counts['written'] += 1
         if row['verdict'] in ('defect', 'error'): self.counts[row['verdict']] += 1
     self._sync()
