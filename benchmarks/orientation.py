@@ -28,6 +28,14 @@ Ways of giving the network a padded image, compared side by side (`--variants`):
 
 On magnetic_tile the test split's pixel AUROC and PRO (whole regions) are printed too.
 
+Any variant can take `+aug` or `+raug` (prototypes): the training images are fitted together with one crop of each
+(seeded): `+aug` a crop of the other orientation (width/height log-uniform in [1/2, 1] of the image's shorter side),
+`+raug` a crop of any aspect (width/height log-uniform in [1/2, 2]), so that the statistics of every grid position
+see images of both shapes.
+
+`--data magnetic_tile_synthetic` needs no test image: it fits on 547 of the 667 good training images and scores the
+other 120 (40 kept good, 80 with painted defects, as `benchmarks/adaptor.py select` makes them): the data to choose on.
+
 Features are cached under `--cache` (one `.npz` per data set, split and variant).
 """
 import argparse, os
@@ -49,6 +57,7 @@ from anomaly_nb.metrics import metrics_table
 
 GRID = 8  # stride of the finest feature grid of the default backbone
 VARIANTS = ['padded', 'cropped', 'turned', 'padded-relative', 'cropped-relative', 'margin']
+VARIANTS += [v + a for a in ('+aug', '+raug') for v in VARIANTS]
 
 def cropped_features(model, x:torch.Tensor, valid:torch.Tensor)->torch.Tensor:
     "Prototype: features of each image's valid box only (rounded inwards to the grid), edge-padded on the feature grid."
@@ -94,6 +103,32 @@ def from_relative(s:np.ndarray, bx:list)->np.ndarray:
     return np.stack(out)
 
 MARGIN = 8  # pixels of padding on every side in the `margin` variant
+
+def aspect_crops(samples:list, folder:Path, seed:int=0, both:bool=False)->list:
+    """Prototype: one crop of each image with the other orientation (aspect drawn log-uniformly in [1/2, 1]), saved as PNG;
+    with `both`, a crop of width/height drawn log-uniformly in [1/2, 2] (either orientation; an image already narrower keeps its aspect)."""
+    from PIL import Image
+    from anomaly_nb.data import Sample
+    rng, out = np.random.default_rng(seed), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(samples):
+        f = folder / f'{i:04d}.png'
+        if not f.exists():
+            img = Image.open(s.path); w, h = img.size
+            r = float(np.exp(rng.uniform(np.log(0.5), 0)))
+            if both:
+                a = float(np.exp(rng.uniform(np.log(0.5), np.log(2))))  # width / height of the crop
+                cw, ch = (min(w, round(h * a)), h) if a <= w / h else (w, min(h, round(w / a)))
+                x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                img.crop((x, y, x + cw, y + ch)).save(f)
+            elif w >= h:  # landscape: a portrait crop, full height
+                cw = max(8, round(h * r)); x = int(rng.integers(0, w - cw + 1)) if w > cw else 0
+                img.crop((x, 0, x + min(cw, w), h)).save(f)
+            else:  # portrait: a landscape crop, full width
+                ch = max(8, round(w * r)); y = int(rng.integers(0, h - ch + 1)) if h > ch else 0
+                img.crop((0, y, w, y + min(ch, h))).save(f)
+        out.append(Sample(f))
+    return out
 
 def margin_batches(model, samples):
     "Batches as the library loads them, but fitted into the input less `MARGIN` on every side, then edge-padded."
@@ -154,8 +189,14 @@ def test_masks(test:list, config:ModelConfig, path:Path, margin:bool=False)->np.
 
 def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelConfig, cache:Path)->dict:
     model = AnomalyModel(config)
+    aug = variant[variant.index('+'):] if '+' in variant else ''
+    variant = variant.removesuffix(aug)
     base = variant.removesuffix('-relative')  # the features a variant uses
     tr = features(model, fit_on, base, cache / f'{name}_train_{base}.npz')
+    if aug:  # the training images plus one crop of each with the other orientation
+        tag = 'rcrops' if aug == '+raug' else 'crops'
+        ex = features(model, aspect_crops(fit_on, cache / 'data' / f'{name}_{tag}', both=aug == '+raug'), base, cache / f'{name}_{tag}_{base}.npz')
+        tr = {k: np.concatenate([tr[k], ex[k]]) for k in ('feats', 'valid', 'osz', 'labels')}
     f = to_relative(tr['feats'], boxes(tr['valid'])) if variant.endswith('-relative') else tr['feats']
     model.detector.fit(model._detector_input(f))
     model.grid = tuple(tr['feats'].shape[2:])
@@ -165,12 +206,12 @@ def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelC
     g = {k: np.concatenate([x[k] for x in g]) for k in ('feats', 'valid', 'osz', 'labels')}
     sg, grids, _ = scores(model, g, variant)
     masks = (test_masks(test, config, cache / f'{name}_test_masks{"_margin" if base == "margin" else ""}.npz', base == 'margin')
-             if name == 'magnetic_tile' else None)
+             if any(t.mask for t in test) else None)
     st, _, pixel = scores(model, te, variant, masks)
     keep = g['osz'][:, 0] != g['osz'][:, 1]  # square images have no orientation
     p = portrait(g['osz'])[keep]
     sg, grids, valid = sg[keep], grids[keep], g['valid'][keep]
-    return {'data': name, 'network sees': variant, 'good portrait / landscape': f"{p.sum()} / {(~p).sum()}",
+    return {'data': name, 'network sees': variant + aug, 'good portrait / landscape': f"{p.sum()} / {(~p).sum()}",
             'median score portrait / landscape': f"{np.median(sg[p]):.1f} / {np.median(sg[~p]):.1f}",
             'orientation AUROC': f"{roc_auc_score(p, sg):.3f}",
             'portrait edge heat': f"{edge_heat(grids[p], valid[p]):.2f}",
@@ -182,7 +223,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[2] / 'shared')))
     p.add_argument('--cache', type=Path, default=Path('/tmp/orientation'))
-    p.add_argument('--data', nargs='+', default=['demo', 'magnetic_tile'], choices=['demo', 'magnetic_tile'])
+    p.add_argument('--data', nargs='+', default=['demo', 'magnetic_tile'], choices=['demo', 'magnetic_tile', 'magnetic_tile_synthetic'])
     p.add_argument('--variants', nargs='+', default=VARIANTS, choices=VARIANTS)
     a = p.parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
@@ -199,6 +240,11 @@ def main():
     if 'magnetic_tile' in a.data:
         lay = load_layout(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile', 0)
         sets['magnetic_tile'] = (lay.train, [], lay.test)
+    if 'magnetic_tile_synthetic' in a.data:  # no test image: 547 good fitted, 40 held-out good + 80 painted scored
+        import sys; sys.path.insert(0, str(Path(__file__).parent))
+        from adaptor import synthetic_split
+        fit_on, val = synthetic_split(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile')
+        sets['magnetic_tile_synthetic'] = (fit_on, [], val)
     rows = []
     for name, (fit_on, goods, test) in sets.items():
         for v in a.variants:
