@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #89d0907c
 from __future__ import annotations
-import os
+import os, zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +15,13 @@ from torch.utils.data import Dataset, DataLoader
 
 from .core import as_size, atomic_file
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, REDUCING_GAP, DataError, BadFileError, list_images
-from .images import _to_rgb, _open, load_image, load_mask, _fit_box, _placed, _pad_edge, resize_pair
+from .images import _to_rgb, _open, load_image, load_mask, _fit_box, _placed, _pad_edge, resize_pair, aspect_crop
 
 # %% auto #0
 __all__ = ['SYNTHETIC_DEFECTS', 'Sample', 'is_category', 'find_categories', 'mvtec_samples', 'folder_samples', 'training_samples',
-           'make_synthetic_category', 'ImageDataset', 'CheckedLoader', 'make_loader', 'IMAGE_EXTENSIONS', 'MAX_PIXELS',
-           'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image', 'load_mask', 'list_images', 'resize_pair']
+           'make_synthetic_category', 'crop_rng', 'ImageDataset', 'CheckedLoader', 'make_loader', 'IMAGE_EXTENSIONS',
+           'MAX_PIXELS', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image', 'load_mask', 'list_images',
+           'resize_pair']
 
 # %% ../nbs/00_data.ipynb #fe8a5de2
 _all_ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image', 'load_mask',
@@ -161,15 +162,22 @@ def make_synthetic_category(root:str|Path, # folder to create (MVTec AD layout i
     return root
 
 # %% ../nbs/00_data.ipynb #04da6f39
+def crop_rng(seed:int, # the model's seed
+             path:str|Path, # the image file: its name, not its place in a list, picks the crop
+            )->np.random.Generator:
+    "The random generator of an image's aspect crop: the same for the same seed and file name, however the images are split."
+    return np.random.default_rng([seed, zlib.crc32(Path(path).name.encode())])
+
 class ImageDataset(Dataset):
     "Samples as resized float tensors in [0, 1] with masks, labels and original sizes."
     def __init__(self,
                  samples:list[Sample], # what to load
                  size:int|tuple[int,int]=256, # input (height, width)
-                 resize:str='stretch', # 'stretch' or 'pad' (keep aspect ratio)
+                 resize:str='stretch', # 'stretch', 'pad' or 'box' (keep the aspect ratio; see `resize_pair`)
+                 crop_seed:int|None=None, # each image replaced by a crop of random aspect (`aspect_crop`), drawn by `crop_rng`
                 ):
         if not samples: raise DataError("no samples to load (empty folder or split?): add images or lower the held-out fraction")
-        self.samples, self.size, self.resize = list(samples), as_size(size), resize
+        self.samples, self.size, self.resize, self.crop_seed = list(samples), as_size(size), resize, crop_seed
 
     def __len__(self): return len(self.samples)
 
@@ -189,7 +197,11 @@ class ImageDataset(Dataset):
     def __getitem__(self, i:int)->dict:
         s = self.samples[i]
         img = load_image(s.path, gray=True)  # a gray image is resized once, not three times, then repeated
-        a, m, v = resize_pair(img, self._mask(s, img), self.size, self.resize)
+        mask = self._mask(s, img)
+        if self.crop_seed is not None:
+            t, b, l, r = aspect_crop(img.height, img.width, crop_rng(self.crop_seed, s.path))
+            img, mask = img.crop((l, t, r, b)), None if mask is None else mask[t:b, l:r]
+        a, m, v = resize_pair(img, mask, self.size, self.resize)
         x = torch.from_numpy(np.divide(a, np.float32(255), dtype=np.float32))  # numpy: a tiny torch op here would wake its thread pool
         return dict(image=x.expand(3, *x.shape) if x.ndim == 2 else x.permute(2, 0, 1), mask=torch.from_numpy(m),
                     valid=torch.from_numpy(v), label=s.label, index=i,

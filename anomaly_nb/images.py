@@ -14,9 +14,9 @@ from PIL import Image, ImageOps
 from .core import as_size
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'DataError', 'BadFileError', 'load_image',
-           'load_mask', 'list_images', 'image_paths', 'paint_defect', 'resize_pair', 'image_part', 'to_original',
-           'overlay']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'BOX_MULTIPLE', 'RESIZE_MODES', 'DataError',
+           'BadFileError', 'load_image', 'load_mask', 'list_images', 'image_paths', 'paint_defect', 'aspect_crop',
+           'image_shape', 'resize_pair', 'valid_box', 'image_part', 'to_original', 'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -167,10 +167,29 @@ def paint_defect(img:np.ndarray, # (H, W) or (H, W, C) image, uint8 or float
     return out, mask
 
 # %% ../nbs/00a_images.ipynb #b81e5c0c
-def _fit_box(h:int, w:int, size:tuple[int,int])->tuple[int,int]:
-    "Largest (h, w) with the aspect of (h, w) fitting inside `size`."
+def _fit_box(h:int, w:int, size:tuple[int,int], multiple:int=1)->tuple[int,int]:
+    "Largest (h, w) with the aspect of (h, w) fitting inside `size`, each side rounded to a `multiple` (at least one)."
     s = min(size[0] / h, size[1] / w)
-    return max(1, round(h * s)), max(1, round(w * s))
+    return tuple(max(multiple, min(S // multiple * multiple, round(x * s / multiple) * multiple)) for x, S in zip((h, w), size))
+
+# %% ../nbs/00a_images.ipynb #b60a1042
+def aspect_crop(h:int, w:int, # image height and width
+                rng:np.random.Generator, # where the aspect and the place come from
+                low:float=0.5, high:float=2.0, # range of the crop's width / height
+               )->tuple[int,int,int,int]: # (top, bottom, left, right)
+    "A box of random aspect inside an (h, w) image: its full height or its full width, at a random place."
+    a = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    ch, cw = (h, max(1, min(w, round(h * a)))) if a <= w / h else (max(1, min(h, round(w / a))), w)
+    t, l = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return t, t + ch, l, l + cw
+
+def image_shape(path:str|Path, # image file
+               )->tuple[int,int]: # (height, width) as the image is shown (EXIF orientation applied)
+    "An image's upright size from its header, without decoding it."
+    img = _open(path, 'image', decode=False)
+    try: turned = img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception: turned = False
+    return (img.width, img.height) if turned else (img.height, img.width)
 
 # %% ../nbs/00a_images.ipynb #00fbe384
 def _placed(a:np.ndarray, top:int, left:int, H:int, W:int)->np.ndarray:
@@ -193,18 +212,20 @@ def _pad_edge(a:np.ndarray, top:int, left:int, H:int, W:int)->np.ndarray:
 
 # %% ../nbs/00a_images.ipynb #4fb3eafb
 REDUCING_GAP = 2.0  # Pillow first box-averages by an integer factor when shrinking 4x or more, then filters the last 2x or more
+BOX_MULTIPLE = 16  # with resize='box', image sides are multiples of the backbone's coarsest stride (16 for the default layers)
+RESIZE_MODES = ('pad', 'box', 'stretch')
 
 def resize_pair(img:Image.Image, # RGB or 8-bit grayscale ('L') image
                 mask:np.ndarray|None, # bool mask of the image's size, or None
                 size:int|tuple[int,int]=256, # output (height, width)
-                resize:str='stretch', # 'stretch' to fill, or 'pad' to keep the aspect ratio
+                resize:str='stretch', # 'stretch' to fill; 'pad' to keep the aspect ratio; 'box' too, sides multiples of `BOX_MULTIPLE`
                )->tuple[np.ndarray, np.ndarray, np.ndarray]: # image (H, W, 3) or (H, W) uint8, mask (H, W) bool, valid (H, W) bool
-    "Resize an image (bilinear) and its mask (nearest) to `size`; with 'pad', edge-pad and mark the valid region."
+    "Resize an image (bilinear) and its mask (nearest) to `size`; with 'pad' or 'box', edge-pad and mark the valid region."
     H, W = as_size(size)
     if mask is not None and mask.shape != (img.height, img.width):
         raise DataError(f"mask shape {mask.shape} differs from image size {(img.height, img.width)}")
-    h, w = (H, W) if resize == 'stretch' else _fit_box(img.height, img.width, (H, W))
-    if resize not in ('stretch', 'pad'): raise ValueError(f"resize must be 'stretch' or 'pad', not {resize!r}")
+    if resize not in RESIZE_MODES: raise ValueError(f"resize must be one of {RESIZE_MODES}, not {resize!r}")
+    h, w = (H, W) if resize == 'stretch' else _fit_box(img.height, img.width, (H, W), BOX_MULTIPLE if resize == 'box' else 1)
     a = np.asarray(img.resize((w, h), Image.BILINEAR, reducing_gap=REDUCING_GAP))
     m = (np.zeros((h, w), bool) if mask is None else
          np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)))
@@ -213,13 +234,20 @@ def resize_pair(img:Image.Image, # RGB or 8-bit grayscale ('L') image
     return _pad_edge(a, top, left, H, W), _placed(m, top, left, H, W), _placed(np.ones((h, w), bool), top, left, H, W)
 
 # %% ../nbs/00a_images.ipynb #9e85fbde
+def valid_box(valid:np.ndarray, # (H, W) bool, True where the input is image (a rectangle)
+             )->tuple[int,int,int,int]: # (top, bottom, left, right), bottom and right exclusive
+    "The pixel bounds of the image inside a padded input."
+    rows, cols = np.flatnonzero(np.asarray(valid).any(1)), np.flatnonzero(np.asarray(valid).any(0))
+    if not len(rows): raise ValueError("the valid mask is empty: no pixel of the input is image")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
 def image_part(a:np.ndarray, # (H, W) array on the input grid
                valid:np.ndarray|None, # (H, W) bool, True where the input is image (a centred rectangle); None: all
               )->np.ndarray: # the rectangle of `a` that is image
     "The image part of a padded input's map or mask, as a 2-D rectangle."
     if valid is None or valid.all(): return a
-    rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
-    return a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    t, b, l, r = valid_box(valid)
+    return a[t:b, l:r]
 
 # %% ../nbs/00a_images.ipynb #3b611170
 def to_original(amap:np.ndarray, # (H, W) map at input resolution
