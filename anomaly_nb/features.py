@@ -17,12 +17,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import pick_device
+from .images import valid_box
 
 # %% auto #0
 __all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'STREAM_SWITCH_S', 'WEIGHT_SUFFIXES', 'default_batch_size',
            'default_streams', 'torch_threads', 'gil_switch', 'in_streams', 'WeightsError', 'resolve_weights_file',
            'load_timm_model', 'feature_layers', 'node_names', 'default_layers', 'n_images', 'gather_batches',
-           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'get_extractor']
+           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'box_features', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #99cb05f0
 CPU_BATCH_SIZE = 4   # images per forward pass on a CPU: see benchmarks/features.py
@@ -213,9 +214,11 @@ class FeatureExtractor(nn.Module):
                 progress:bool=True, # show a progress bar
                 dtype=np.float32, # output dtype (np.float16 halves memory)
                 streams:int|None=None, # forward passes in flight (see `in_streams`); None: `default_streams` of the device
+                forward=None, # features of one batch (dict) instead of the network on its 'image', e.g. `box_features`
                )->np.ndarray: # (N, C, h, w) or (N, C)
         "Features of every image the loader yields, in order, as one array."
-        def run(batch): return self(batch['image'] if isinstance(batch, dict) else batch, pooled=pooled).float().cpu().numpy().astype(dtype, copy=False)
+        def net(batch): return self(batch['image'] if isinstance(batch, dict) else batch, pooled=pooled)
+        def run(batch): return (forward or net)(batch).float().cpu().numpy().astype(dtype, copy=False)
         streams = default_streams(self.device) if streams is None else streams
         batches = in_streams(run, tqdm(loader, desc='features', disable=not progress, leave=False), streams)
         return gather_batches((f for _, f in batches), n_images(loader))
@@ -307,6 +310,26 @@ class Dinov2FeatureExtractor(FeatureExtractor):
     def pooled_features(self, x:torch.Tensor)->torch.Tensor:
         tok, _, _ = self._tokens(x)
         return tok[:, 0] if self.pool == 'cls' else tok[:, 1:].mean(1)
+
+# %% ../nbs/01_features.ipynb #854c57c2
+@torch.inference_mode()
+def box_features(extractor:FeatureExtractor, # any extractor
+                 x:torch.Tensor, # (B, 3, H, W) padded inputs in [0, 1]
+                 valid, # (B, H, W) bool (tensor or array), True where the input is image
+                 grid:tuple[int,int], # (h, w) feature grid of a whole input, which every image's grid is resampled to
+                 pooled:bool=False, # one vector per image (of its box) instead of a grid
+                )->torch.Tensor: # (B, C, h, w) in channels-last memory, or (B, C)
+    "Features of each image's own box (no padding in the network), on a grid relative to the image."
+    boxes = [valid_box(v) for v in np.asarray(valid)]
+    groups = {}
+    for i, (t, b, l, r) in enumerate(boxes): groups.setdefault((b - t, r - l), []).append(i)
+    out = None
+    for idx in groups.values():
+        f = extractor(torch.stack([x[i, :, t:b, l:r] for i in idx for t, b, l, r in [boxes[i]]]), pooled=pooled)
+        if not pooled and tuple(f.shape[-2:]) != tuple(grid): f = F.interpolate(f, size=tuple(grid), mode='bilinear', align_corners=False)
+        if out is None: out = f.new_empty((len(boxes), *f.shape[1:]))
+        out[idx] = f
+    return out if pooled else out.contiguous(memory_format=torch.channels_last)
 
 # %% ../nbs/01_features.ipynb #6620b0ed
 def get_extractor(backbone:str='tf_efficientnet_lite0', # timm model name, or a DINOv2 hub id ('facebook/dinov2-small')

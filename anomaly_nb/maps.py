@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from .core import as_size
-from .images import to_original, overlay
+from .images import to_original, overlay, valid_box
 
 # %% auto #0
-__all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'image_scores', 'to_original', 'overlay']
+__all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'box_operator', 'box_maps', 'image_scores', 'to_original', 'overlay']
 
 # %% ../nbs/03_maps.ipynb #022958cb
 def _kernel_size(sigma:float)->int:
@@ -62,6 +62,29 @@ def anomaly_maps(patch_scores:np.ndarray, # (N, h, w) scores on the feature grid
     grids = torch.from_numpy(np.ascontiguousarray(patch_scores, dtype=np.float32))
     rows, cols = map_operator(grids.shape[1], H, float(sigma)), map_operator(grids.shape[2], W, float(sigma))
     return (rows @ grids @ cols.T).numpy()
+
+# %% ../nbs/03_maps.ipynb #65cda93d
+def box_operator(n_in:int, # grid cells along one axis
+                 n_out:int, # pixels of the input along the same axis
+                 start:int, # first pixel of the image
+                 stop:int, # one past its last pixel
+                 sigma:float=4.0, # Gaussian σ in pixels
+                )->torch.Tensor: # (n_out, n_in) float32 matrix
+    "`map_operator` onto pixels `start:stop` of an axis, the edge rows repeated outside them."
+    inner = map_operator(n_in, stop - start, float(sigma))
+    return inner[torch.clamp(torch.arange(n_out) - start, 0, stop - start - 1)]
+
+def box_maps(patch_scores:np.ndarray, # (N, h, w) scores on grids relative to each image
+             valid:np.ndarray, # (N, H, W) bool, True where the input is image
+             sigma:float=4.0, # Gaussian σ in pixels
+            )->np.ndarray: # (N, H, W) float32 maps
+    "Each score grid upsampled into its image's box on the input and blurred there; edge values repeated outside."
+    N, H, W = valid.shape
+    out = np.empty((N, H, W), np.float32)
+    for i, (g, v) in enumerate(zip(np.asarray(patch_scores, np.float32), valid)):
+        t, b, l, r = valid_box(v)
+        out[i] = (box_operator(g.shape[0], H, t, b, sigma) @ torch.from_numpy(g) @ box_operator(g.shape[1], W, l, r, sigma).T).numpy()
+    return out
 
 # %% ../nbs/03_maps.ipynb #55f4c5db
 def image_scores(maps:np.ndarray, # (N, H, W) anomaly maps
