@@ -323,12 +323,13 @@ def _fit_shard(item:tuple, # (shard index, image paths)
     m = worker_builder(spec['config'])
     samples = [Sample(Path(p)) for p in paths]
     loader = m._loader(samples, spec['skip_bad'])
-    try: feats = m.extractor.extract(loader, pooled=m.pooled, progress=False, streams=m.streams)
+    try: feats = m.extractor.extract(loader, pooled=m.pooled, progress=False, streams=m.streams, forward=m._forward)
     except DataError:  # none of the shard's images could be read
         if not spec['skip_bad'] or len(loader.skipped) != len(samples): raise
         return Part(skipped=[(str(s.path), r) for s, r in loader.skipped], span=(i, i + 1))
     kept = [samples[j] for j in loader.kept]
     _finite_or_fail(feats, kept, m.extractor)
+    if spec.get('crops'): feats = np.concatenate([feats, m._extract(m._loader(kept, crop_seed=m.config.seed))])  # as `AnomalyModel.fit`
     X = m._detector_input(feats)
     part = Part(len(kept), feats.shape[1], None if m.pooled else tuple(feats.shape[2:]),
                 [(str(s.path), r) for s, r in loader.skipped], span=(i, i + 1))
@@ -374,7 +375,7 @@ def _reduce_shards(engine:Engine, model, samples:list, skip_bad:bool, shard:int)
     "The merged part of `samples`' features, computed on the engine's workers for `model`'s settings."
     config = dict(model.config.to_dict(run=True), progress=False)
     if not engine.in_process: config['num_workers'] = 0
-    spec = dict(config=config, skip_bad=skip_bad, images=len(samples))
+    spec = dict(config=config, skip_bad=skip_bad, images=len(samples), crops=model._adds_crops(samples))
     items = list(enumerate(_batches([str(s.path) for s in samples], shard)))
     part = engine.result(tree_reduce(engine, _fit_shard, items, _merge_parts, spec))
     if not part.n:

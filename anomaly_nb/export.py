@@ -123,6 +123,8 @@ class ExportGraph(nn.Module):
         if model.pooled: raise ValueError("cannot export a pooled model (one feature vector per image): it has no anomaly maps; "
                                           "fit with pooled=False (patch features) to export")
         if model.grid is None: raise ValueError("the model is not fitted: fit it (or load a saved one) before exporting")
+        if model.config.resize == 'box': raise ValueError("cannot export a model fitted with resize='box' yet: the graph takes padded "
+                                                          "inputs of one size; refit with resize='pad' to export")
         c = model.config
         self.head = detector_head(model.detector, c.detector)
         self.extractor = copy.deepcopy(model.extractor).cpu()

@@ -16,19 +16,19 @@ from fastcore.meta import delegates
 from tqdm.auto import tqdm
 
 from .core import as_size, peak_rss_mb
-from .images import image_part
+from .images import image_part, RESIZE_MODES, BOX_MULTIPLE, _fit_box, image_shape, BadFileError
 from .data import Sample, ImageDataset, make_loader, mvtec_samples, training_samples, find_categories, DataError
-from .features import FeatureExtractor, get_extractor, default_batch_size, default_streams, in_streams
+from .features import FeatureExtractor, get_extractor, default_batch_size, default_streams, in_streams, box_features
 from .detectors import Detector, get_detector, detector_takes
-from .maps import anomaly_maps, image_scores
+from .maps import anomaly_maps, box_maps, image_scores
 from .metrics import metrics_table
 from .layouts import Layout, load_layout, find_layouts
 from .thresholds import split_holdout, auto_holdout, threshold_info, threshold_columns, check_holdout_fpr, rate_interval
 
 # %% auto #0
-__all__ = ['RESIZE_MODES', 'MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor',
-           'build_detector', 'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval', 'split_settings',
-           'build_model', 'select_categories', 'long_table', 'evaluate', 'rate_interval']
+__all__ = ['MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor', 'build_detector',
+           'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval', 'split_settings', 'build_model',
+           'select_categories', 'long_table', 'evaluate', 'rate_interval', 'RESIZE_MODES']
 
 # %% ../nbs/05_pipeline.ipynb #549bbb86
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -37,7 +37,6 @@ def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image featur
     return feats if feats.ndim == 2 else np.ascontiguousarray(feats.transpose(0, 2, 3, 1).reshape(-1, feats.shape[1]))
 
 # %% ../nbs/05_pipeline.ipynb #a6150723
-RESIZE_MODES = ('pad', 'stretch')
 MAX_INPUT_SIDE = 4096  # pixels: a larger input's maps and features would take gigabytes per batch
 
 def check_device(device)->str|None:
@@ -71,7 +70,8 @@ class ModelConfig:
                  detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', 'adaptor', or a PyOD model 'pyod.<module>.<Class>'
                  options:dict|None=None, # the detector's own options, e.g. {'k': 3, 'bank': 'coreset'}
                  size:int|tuple=256, # input size in pixels: one side, or (height, width)
-                 resize:str='pad', # 'pad' keeps the aspect ratio (padding is left out of scores); 'stretch' fills the square
+                 resize:str='pad', # 'pad' keeps the aspect ratio (padding is left out of scores); 'box' too, and the network sees the image alone, its grid relative to the image; 'stretch' fills the square
+                 aspect_crops:bool=True, # with resize='box' and training images of different shapes: fit on a crop of random aspect of each too
                  pooled:bool=False, # one feature vector per image: image scores only, no maps
                  sigma:float=4.0, # Gaussian blur of the maps, in pixels (0: none)
                  topk:float|None=None, # image score: None = the map's maximum; k ≥ 1: mean of the k highest pixels; k < 1: of that share
@@ -84,12 +84,13 @@ class ModelConfig:
                  progress:bool=True, # show progress bars
                 ):
         if resize not in RESIZE_MODES: raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        if not isinstance(aspect_crops, bool): raise ValueError(f"aspect_crops must be true or false, got {aspect_crops!r}")
         options = dict(options or {})
         try: json.dumps(options, allow_nan=False)
         except (TypeError, ValueError) as e: raise ValueError(f"detector options must be plain JSON values ({e}): {options!r}") from None
         self.backbone, self.weights, self.detector, self.options = str(backbone), str(weights), str(detector), options
         self.layers = None if layers is None else list(layers)
-        self.pool, self.size, self.resize, self.pooled = pool, as_size(size), resize, bool(pooled)
+        self.pool, self.size, self.resize, self.pooled, self.aspect_crops = pool, as_size(size), resize, bool(pooled), aspect_crops
         if max(self.size) > MAX_INPUT_SIDE: raise ValueError(f"size {size!r} is above {MAX_INPUT_SIDE} pixels a side: choose a smaller input size")
         self.sigma, self.topk = _positive('sigma', sigma, zero=True, none=False), _positive('topk', topk)
         if self.sigma > max(self.size) / 4: raise ValueError(f"sigma {sigma!r} blurs over more than a quarter of the {max(self.size)}-pixel input: "
@@ -194,9 +195,41 @@ class AnomalyModel:
     @property
     def streams(self)->int: return default_streams(self.device) if self.config.streams is None else self.config.streams
 
-    def _loader(self, samples:list[Sample], skip_bad:bool=False):
+    def _loader(self, samples:list[Sample], skip_bad:bool=False, crop_seed:int|None=None):
         c = self.config
-        return make_loader(ImageDataset(samples, c.size, c.resize), self.batch_size, c.num_workers, skip_bad)
+        return make_loader(ImageDataset(samples, c.size, c.resize, crop_seed), self.batch_size, c.num_workers, skip_bad)
+
+    def _adds_crops(self, samples:list[Sample])->bool:
+        "Whether fitting on `samples` adds a crop of random aspect of each: with `resize='box'`, when their boxes differ."
+        c = self.config
+        if c.resize != 'box' or not c.aspect_crops or self.pooled: return False
+        boxes = set()
+        for s in samples:
+            try: boxes.add(_fit_box(*image_shape(s.path), c.size, BOX_MULTIPLE))
+            except BadFileError: continue  # left out of fitting anyway
+            if len(boxes) > 1: return True
+        return False
+
+    def _extract(self, loader)->np.ndarray:
+        "Features of every image of a loader, as fitting wants them."
+        if self.config.resize == 'box' and not self.pooled: self._input_grid()  # once, before the forward passes run in threads
+        return self.extractor.extract(loader, pooled=self.pooled, progress=self.config.progress, streams=self.streams, forward=self._forward)
+
+    def _input_grid(self)->tuple[int,int]:
+        "The feature grid of a whole input (one forward pass of a blank image, once)."
+        if getattr(self, '_grid_of_input', None) is None:
+            self._grid_of_input = tuple(self.extractor(torch.zeros(1, 3, *self.size)).shape[-2:])
+        return self._grid_of_input
+
+    def _forward(self, batch:dict)->torch.Tensor:
+        "Features of one loader batch: of the padded input, or with `resize='box'` of each image's own box."
+        if self.config.resize != 'box': return self.extractor(batch['image'], pooled=self.pooled)
+        return box_features(self.extractor, batch['image'], batch['valid'], None if self.pooled else self._input_grid(), self.pooled)
+
+    def _maps(self, scores:np.ndarray, valid:np.ndarray)->np.ndarray:
+        "Anomaly maps on the input from patch-score grids (placed in each image's box with `resize='box'`)."
+        c = self.config
+        return box_maps(scores, valid, c.sigma) if c.resize == 'box' else anomaly_maps(scores, c.size, c.sigma)
 
     def _detector_input(self, feats:np.ndarray)->np.ndarray:
         "What the detector declares it scores: rows (N*h*w, C), or a grid (N, h*w, C)."
@@ -244,9 +277,11 @@ def fit(self:AnomalyModel,
     samples = _training_samples(source, self.config.seed)
     samples, held = split_holdout(samples, auto_holdout(len(samples)) if holdout is None else holdout, self.config.seed)
     loader = self._loader(samples, skip_bad)
-    feats = self.extractor.extract(loader, pooled=self.pooled, progress=self.config.progress, streams=self.streams)
+    feats = self._extract(loader)
     samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
     _finite_or_fail(feats, samples, self.extractor)
+    if self._adds_crops(samples):  # the same images again, each cut to a random aspect: both shapes at every grid position
+        feats = np.concatenate([feats, self._extract(self._loader(samples, crop_seed=self.config.seed))])
     self.grid = None if self.pooled else tuple(feats.shape[2:])
     rows = self._detector_input(feats)
     del feats  # channels-last features: the rows are a view of the same memory, so no second copy is held
@@ -285,11 +320,12 @@ def predict_stream(self:AnomalyModel,
         chunk = Prediction([samples[i] for i in info['index']], s, masks=info['mask'], orig_sizes=info['orig_size'],
                            seconds=time.perf_counter() - t0, skipped=new_skips)
         if self.pooled: return chunk
-        chunk.maps, chunk.valid = anomaly_maps(s, c.size, c.sigma), info['valid']
+        chunk.maps, chunk.valid = self._maps(s, info['valid']), info['valid']
         chunk.scores = image_scores(chunk.maps, c.topk, None if chunk.valid.all() else chunk.valid)
         return chunk
     score_waiting.n_skipped = 0
-    def forward(b): return self.extractor(b['image'], pooled=self.pooled)
+    if c.resize == 'box' and not self.pooled: self._input_grid()
+    def forward(b): return self._forward(b)
     batches = tqdm(loader, desc='predict', disable=not c.progress, leave=False)
     for b, f in in_streams(forward, batches, self.streams):  # decoding and scoring overlap the forward passes
         feats.append(f)
@@ -333,7 +369,7 @@ def auroc_interval(labels:np.ndarray, scores:np.ndarray, n_boot:int=1000, seed:i
     stats = [roc_auc_score(y, np.r_[a, b]) for a, b in zip(p, n)]
     return tuple(float(q) for q in np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]))
 
-_all_ = ['rate_interval']  # defined in `thresholds` (the threshold's own interval), still importable from here
+_all_ = ['rate_interval', 'RESIZE_MODES']  # defined in `thresholds` (the threshold's own interval) and `images`, still importable from here
 
 # %% ../nbs/05_pipeline.ipynb #b9a37b6e
 def _pixel_subset(pred:Prediction)->np.ndarray:

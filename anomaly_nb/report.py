@@ -18,7 +18,7 @@ from bokeh.models import (ColorBar, ColumnDataSource, DataTable, Div, HoverTool,
 from bokeh.plotting import figure
 
 from .data import load_image, load_mask, resize_pair
-from .images import image_part
+from .images import image_part, valid_box, _fit_box
 from .metrics import at_threshold, auroc_edges, pro_thresholds, PixelHistogram, ProHistogram
 from scipy.stats import mannwhitneyu
 from .plots import (add_score_map, add_segmentation, image_figure, link_ranges, pack_rgba, pixel_hover, plot_roc,
@@ -107,10 +107,18 @@ def _shrink(a:np.ndarray, side:tuple[int,int], any_set:bool=False)->np.ndarray:
     return np.asarray(im.resize((w, h), Image.BOX))
 
 # %% ../nbs/09_report.ipynb #4a3af04b
+def _geometry(img, # the image as loaded
+              valid:np.ndarray|None, # (H, W) its valid mask on the input, or None
+             )->str:
+    "How an image was resized, read off its valid mask: 'stretch' when it fills the input, else 'pad' or 'box' (sides rounded to 16 px)."
+    if valid is None or valid.all(): return 'stretch'
+    t, b, l, r = valid_box(valid)
+    return 'pad' if _fit_box(img.height, img.width, valid.shape) == (b - t, r - l) else 'box'
+
 def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
                    i:int, # image index
                    thumb:int|None=160, # largest side of the arrays, None = input resolution
-                   resize:str|None=None, # 'stretch' or 'pad'; None: 'pad' where `pred.valid` shows padding
+                   resize:str|None=None, # 'stretch', 'pad' or 'box'; None: the one whose image box `pred.valid` shows
                   )->tuple: # image (h, w, 3) uint8, mask (h, w) bool or None, map (h, w) float32 or None, (H, W) input size
     "Image, ground-truth mask and anomaly map of one prediction, aligned on the input grid and shrunk to `thumb`."
     s = pred.samples[i]
@@ -118,7 +126,7 @@ def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
     mask = load_mask(s.mask) if s.mask is not None else None
     grid = pred.maps if pred.maps is not None else pred.masks
     H, W = grid.shape[1:] if grid is not None else (img.height, img.width)
-    if resize is None: resize = 'pad' if pred.valid is not None and not pred.valid[i].all() else 'stretch'
+    if resize is None: resize = _geometry(img, pred.valid[i] if pred.valid is not None else None)
     a, m, v = resize_pair(img, mask, (H, W), resize)
     f = 1.0 if thumb is None else min(1.0, thumb / max(H, W))
     side = (max(1, round(H * f)), max(1, round(W * f)))
@@ -127,6 +135,8 @@ def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
         amap = _shrink(np.where(v, pred.maps[i], 0).astype(np.float32), side)
         amap = np.where(_shrink(v.astype(np.uint8) * 255, side) >= 128, amap, np.nan).astype(np.float32)
     return _shrink(a, side), (None if mask is None else _shrink(m, side, any_set=True)), amap, (H, W)
+
+
 
 # %% ../nbs/09_report.ipynb #3f80204e
 def example_figure(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
@@ -377,7 +387,8 @@ def shape_check(labels, # image labels, 0 normal / 1 defect
     name = 'portrait' if auc > 0.5 else 'landscape'
     return (f"the scores of normal images depend on their shape: {name} ones score higher (median {np.median(sc[high]):.4g} "
             f"against {np.median(sc[~high]):.4g}; AUROC {auc:.2f} of score against orientation, 0.5 = none). "
-            f"Treat high scores of {name} images with doubt, and fit on good images of both orientations")
+            f"Treat high scores of {name} images with doubt; fit with resize='box' (the network on each image alone, "
+            f"--resize box on the command line), which takes the shape out of the scores")
 
 # %% ../nbs/09_report.ipynb #c3a8b248
 def _header(title:str, # page heading

@@ -17,11 +17,12 @@ from .detectors import detector_from_state
 from .pipeline import AnomalyModel, ModelConfig, RUN_SETTINGS
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'READS_VERSIONS', 'META_FILE', 'ARRAYS_FILE', 'REFIT', 'ModelFileError', 'sha256',
-           'is_model_folder', 'params_sha256', 'model_meta', 'save_model', 'load_model', 'model_sha256']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'LATER_SETTINGS', 'READS_VERSIONS', 'META_FILE', 'ARRAYS_FILE', 'REFIT', 'ModelFileError',
+           'sha256', 'is_model_folder', 'params_sha256', 'model_meta', 'save_model', 'load_model', 'model_sha256']
 
 # %% ../nbs/08_saving.ipynb #040d9b45
 FORMAT, FORMAT_VERSION = 'anomaly_nb.model', 2
+LATER_SETTINGS = dict(aspect_crops=True)  # settings added after version 2 was defined, with the value that changes nothing for a saved model
 READS_VERSIONS = (1, 2)  # version 1 (before `ModelConfig`) is read and converted
 META_FILE, ARRAYS_FILE = 'model.json', 'arrays.safetensors'
 
@@ -188,6 +189,7 @@ def load_model(path:str|Path, # folder written by `save_model`
     meta = _read_meta(path)
     arrays = _read_arrays(path, meta['arrays'])
     _check_threshold(meta.get('threshold'), path/META_FILE)
+    meta['config'] = {**LATER_SETTINGS, **meta['config']}  # a model saved before a setting existed behaves as it did
     missing = [k for k in ModelConfig().to_dict() if k not in meta['config']]
     if missing: raise ModelFileError(f"{path/META_FILE}: the configuration lacks {missing}; {REFIT}")
     try:
