@@ -23,6 +23,11 @@ Ways of giving the network a padded image, compared side by side (`--variants`):
   to the image: each image's feature cells inside its valid box are resampled (bilinear) to the full 32 x 32 grid
   before fitting and scoring, and the scores are resampled back into the box, so that position (i, j) always means the
   same place of the image, never padding. They reuse the features of `padded` / `cropped`.
+- `stretched`: the library's `resize='stretch'` (the earlier default): no padding at all, every image filling the input.
+- `library:pad`, `library:box`, `library:box-plain`: the library itself, `AnomalyModel.fit` / `predict` with
+  `resize='pad'` or `'box'` (the network on each image's own box, its sides rounded to 16 px, grid positions relative to
+  the image: `features.box_features`; fitted on a crop of random aspect of each training image too when their shapes
+  differ, `aspect_crops=True`), and `'box'` with `aspect_crops=False`.
 - `margin` (a prototype): every image is fitted into the input less 8 pixels on each side, so that every image edge,
   of a landscape or a portrait image alike, has edge padding beside it and none touches the input's border.
 
@@ -56,8 +61,8 @@ from anomaly_nb.images import image_part
 from anomaly_nb.metrics import metrics_table
 
 GRID = 8  # stride of the finest feature grid of the default backbone
-VARIANTS = ['padded', 'cropped', 'turned', 'padded-relative', 'cropped-relative', 'margin']
-VARIANTS += [v + a for a in ('+aug', '+raug') for v in VARIANTS]
+VARIANTS = ['padded', 'cropped', 'turned', 'padded-relative', 'cropped-relative', 'margin', 'stretched']
+VARIANTS += [v + a for a in ('+aug', '+raug') for v in VARIANTS] + ['library:pad', 'library:box', 'library:box-plain']
 
 def cropped_features(model, x:torch.Tensor, valid:torch.Tensor)->torch.Tensor:
     "Prototype: features of each image's valid box only (rounded inwards to the grid), edge-padded on the feature grid."
@@ -143,8 +148,10 @@ def features(model, samples, variant:str, path:Path)->dict:
     if path.exists(): return dict(np.load(path))
     feats, valid, osz = [], [], []
     with torch.no_grad():
-        for b in (model._loader(samples) if variant != 'margin' else margin_batches(model, samples)):
-            f = (model.extractor(b['image']) if variant in ('padded', 'margin') else
+        loader = (margin_batches(model, samples) if variant == 'margin' else
+                  make_loader(ImageDataset(samples, model.config.size, 'stretch'), model.batch_size) if variant == 'stretched' else model._loader(samples))
+        for b in loader:
+            f = (model.extractor(b['image']) if variant in ('padded', 'margin', 'stretched') else
                  model.extractor(turn(b['image'], lies_portrait(b['valid']))) if variant == 'turned' else
                  cropped_features(model, b['image'], b['valid']))
             feats.append(f.float().numpy()); valid.append(b['valid'].numpy()); osz.append(b['orig_size'].numpy())
@@ -179,15 +186,37 @@ def edge_heat(grids:np.ndarray, valid:np.ndarray, cells:int=3)->float:
 
 def portrait(osz): return osz[:, 0] > osz[:, 1]
 
-def test_masks(test:list, config:ModelConfig, path:Path, margin:bool=False)->np.ndarray:
-    "Ground-truth masks of the test images on the padded input grid (cached at `path`)."
+def test_masks(test:list, config:ModelConfig, path:Path, margin:bool=False, resize:str='pad')->np.ndarray:
+    "Ground-truth masks of the test images on the padded (or stretched) input grid (cached at `path`)."
     if not path.exists():
         (H, W), m = config.size, MARGIN if margin else 0
-        ds = ImageDataset(test, (H - 2 * m, W - 2 * m), 'pad')
+        ds = ImageDataset(test, (H - 2 * m, W - 2 * m), resize)
         np.savez(path, masks=np.stack([np.pad(ds[i]['mask'].numpy(), m) for i in range(len(ds))]))
     return np.load(path)['masks']
 
+def run_library(name:str, fit_on:list, goods:list, test:list, resize:str, config:ModelConfig, cache:Path)->dict:
+    "The library end to end (`AnomalyModel.fit` / `predict`) with `resize`: no cached features, fit time measured."
+    import time
+    model = AnomalyModel(config.replace(resize=resize.removesuffix('-plain'), aspect_crops=not resize.endswith('-plain')))
+    t0 = time.perf_counter(); model.fit(fit_on); fit_s = time.perf_counter() - t0
+    te = model.predict(test)
+    good = [s for s in te.samples if s.label == 0] + [s for g in goods for s in g]
+    pg = model.predict(good)
+    keep = pg.orig_sizes[:, 0] != pg.orig_sizes[:, 1]
+    p, sg = portrait(pg.orig_sizes)[keep], pg.scores[keep]
+    pixel = None
+    if any(t.mask for t in test):
+        t = metrics_table(te.labels, te.scores, [image_part(m, v) for m, v in zip(te.masks, te.valid)],
+                          [image_part(m, v) for m, v in zip(te.maps, te.valid)], te.classes)
+        pixel = t.loc['all', ['pixel_auroc', 'pro']].tolist()
+    return {'data': name, 'network sees': f'library, resize={resize!r}', 'good portrait / landscape': f"{p.sum()} / {(~p).sum()}",
+            'median score portrait / landscape': f"{np.median(sg[p]):.1f} / {np.median(sg[~p]):.1f}",
+            'orientation AUROC': f"{roc_auc_score(p, sg):.3f}", 'portrait edge heat': '–', 'landscape edge heat': '–',
+            'image AUROC (test)': f"{roc_auc_score(te.labels, te.scores):.3f}",
+            'pixel AUROC / PRO (test)': '–' if pixel is None else '{:.3f} / {:.3f}'.format(*pixel), 'fit s': f'{fit_s:.0f}'}
+
 def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelConfig, cache:Path)->dict:
+    if variant.startswith('library:'): return run_library(name, fit_on, goods, test, variant.split(':')[1], config, cache)
     model = AnomalyModel(config)
     aug = variant[variant.index('+'):] if '+' in variant else ''
     variant = variant.removesuffix(aug)
@@ -205,7 +234,8 @@ def run(name:str, fit_on:list, goods:list, test:list, variant:str, config:ModelC
     g = [{k: te[k][te['labels'] == 0] for k in ('feats', 'valid', 'osz', 'labels')}] + g  # the test split's good images first
     g = {k: np.concatenate([x[k] for x in g]) for k in ('feats', 'valid', 'osz', 'labels')}
     sg, grids, _ = scores(model, g, variant)
-    masks = (test_masks(test, config, cache / f'{name}_test_masks{"_margin" if base == "margin" else ""}.npz', base == 'margin')
+    masks = (test_masks(test, config, cache / f'{name}_test_masks{"_" + base if base in ("margin", "stretched") else ""}.npz', base == 'margin',
+                        'stretch' if base == 'stretched' else 'pad')
              if any(t.mask for t in test) else None)
     st, _, pixel = scores(model, te, variant, masks)
     keep = g['osz'][:, 0] != g['osz'][:, 1]  # square images have no orientation
