@@ -5,6 +5,7 @@
 # %% ../nbs/00a_images.ipynb #19b99fe6
 from __future__ import annotations
 import glob, warnings
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,8 @@ from .core import as_size
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'BOX_MULTIPLE', 'RESIZE_MODES', 'DataError',
            'BadFileError', 'load_image', 'load_mask', 'list_images', 'image_paths', 'paint_defect', 'aspect_crop',
-           'image_shape', 'resize_pair', 'valid_box', 'image_part', 'to_original', 'overlay']
+           'image_shape', 'resize_pair', 'valid_box', 'image_part', 'to_original', 'map_matrix', 'box_matrix',
+           'box_maps', 'image_scores', 'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -258,6 +260,73 @@ def to_original(amap:np.ndarray, # (H, W) map at input resolution
     amap = image_part(amap, valid)
     h, w = int(orig_size[0]), int(orig_size[1])
     return cv2.resize(np.ascontiguousarray(amap, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+# %% ../nbs/00a_images.ipynb #012dacdc
+def _kernel_size(sigma:float)->int:
+    "Gaussian kernel width reaching ±4σ (odd)."
+    return 2 * int(4 * sigma + 0.5) + 1
+
+def _reflect(idx:np.ndarray, n:int)->np.ndarray:
+    "OpenCV's BORDER_REFLECT (fedcba|abcdef|fedcba) for integer indices, folded again for kernels wider than `n`."
+    if n == 1: return np.zeros_like(idx)
+    while ((idx < 0) | (idx >= n)).any(): idx = np.where(idx < 0, -idx - 1, np.where(idx >= n, 2 * n - idx - 1, idx))
+    return idx
+
+@lru_cache(maxsize=64)
+def map_matrix(n_in:int, # grid cells along one axis
+               n_out:int, # pixels along the same axis
+               sigma:float=4.0, # Gaussian σ in output pixels; 0 = upsampling only
+              )->np.ndarray: # (n_out, n_in) float64, read-only
+    "Bilinear upsampling (`align_corners=False`) then a Gaussian blur with reflected borders, along one axis, as one matrix."
+    rows = np.arange(n_out)
+    src = np.maximum((rows + 0.5) * (n_in / n_out) - 0.5, 0)  # PyTorch's source index for linear upsampling
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1, w1 = np.minimum(i0 + 1, n_in - 1), src - i0
+    up = np.zeros((n_out, n_in))
+    np.add.at(up, (rows, i0), 1 - w1); np.add.at(up, (rows, i1), w1)
+    out = up
+    if sigma > 0:
+        k = _kernel_size(sigma)
+        taps = rows[:, None] + np.arange(k)[None] - k // 2
+        blur = np.zeros((n_out, n_out))
+        np.add.at(blur, (np.repeat(rows, k), _reflect(taps, n_out).ravel()), np.tile(cv2.getGaussianKernel(k, sigma, cv2.CV_64F)[:, 0], n_out))
+        out = blur @ up
+    out.setflags(write=False)
+    return out
+
+def box_matrix(n_in:int, # grid cells along one axis
+               n_out:int, # pixels of the input along the same axis
+               start:int, # first pixel of the image
+               stop:int, # one past its last pixel
+               sigma:float=4.0, # Gaussian σ in pixels
+              )->np.ndarray: # (n_out, n_in) float64
+    "`map_matrix` onto pixels `start:stop` of an axis, the edge rows repeated outside them."
+    return map_matrix(n_in, stop - start, float(sigma))[np.clip(np.arange(n_out) - start, 0, stop - start - 1)]
+
+def box_maps(patch_scores:np.ndarray, # (N, h, w) scores on grids relative to each image
+             valid:np.ndarray, # (N, H, W) bool, True where the input is image
+             sigma:float=4.0, # Gaussian σ in pixels
+            )->np.ndarray: # (N, H, W) float32 maps
+    "Each score grid upsampled into its image's box on the input and blurred there; edge values repeated outside."
+    N, H, W = valid.shape
+    out = np.empty((N, H, W), np.float32)
+    for i, (g, v) in enumerate(zip(np.asarray(patch_scores, np.float32), valid)):
+        t, b, l, r = valid_box(v)
+        rows, cols = box_matrix(g.shape[0], H, t, b, sigma).astype(np.float32), box_matrix(g.shape[1], W, l, r, sigma).astype(np.float32)
+        out[i] = rows @ g @ cols.T
+    return out
+
+def image_scores(maps:np.ndarray, # (N, H, W) anomaly maps
+                 topk:float|None=None, # None: max; k ≥ 1: mean of the k highest pixels; k < 1: of that fraction
+                 valid:np.ndarray|None=None, # (N, H, W) bool, pixels that belong to the image
+                )->np.ndarray: # (N,) scores
+    "One score per image: the maximum of its map, or the mean of its top-k pixels."
+    flat = maps.reshape(len(maps), -1).astype(np.float32)
+    if valid is not None: flat = np.where(valid.reshape(len(maps), -1), flat, -np.inf)
+    if topk is None: return flat.max(1)
+    k = int(topk) if topk >= 1 else max(1, int(round(topk * flat.shape[1])))
+    if valid is not None: k = min(k, int(valid.reshape(len(maps), -1).sum(1).min()))
+    return np.sort(np.partition(flat, -k, axis=1)[:, -k:], axis=1).mean(1)
 
 # %% ../nbs/00a_images.ipynb #2c3b1d11
 def overlay(img:np.ndarray, # (H, W, 3) uint8 image

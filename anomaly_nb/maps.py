@@ -11,16 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from .core import as_size
-from .images import to_original, overlay, valid_box
+from .images import to_original, overlay, valid_box, _kernel_size, map_matrix, box_maps, image_scores
 
 # %% auto #0
-__all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'box_operator', 'box_maps', 'image_scores', 'to_original', 'overlay']
+__all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'to_original', 'overlay', 'box_maps', 'image_scores']
 
 # %% ../nbs/03_maps.ipynb #022958cb
-def _kernel_size(sigma:float)->int:
-    "Gaussian kernel width reaching ±4σ (odd)."
-    return 2 * int(4 * sigma + 0.5) + 1
-
 def blur_map(amap:np.ndarray, # one map (H, W)
              sigma:float=4.0, # Gaussian σ in pixels; 0 = no blur
             )->np.ndarray: # blurred map, float32
@@ -31,26 +27,13 @@ def blur_map(amap:np.ndarray, # one map (H, W)
     return cv2.GaussianBlur(amap, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 # %% ../nbs/03_maps.ipynb #cd813fb6
-def _reflect(idx:np.ndarray, n:int)->np.ndarray:
-    "OpenCV's BORDER_REFLECT (fedcba|abcdef|fedcba) for integer indices, folded again for kernels wider than `n`."
-    if n == 1: return np.zeros_like(idx)
-    while ((idx < 0) | (idx >= n)).any(): idx = np.where(idx < 0, -idx - 1, np.where(idx >= n, 2 * n - idx - 1, idx))
-    return idx
-
 @lru_cache(maxsize=32)
 def map_operator(n_in:int, # grid cells along one axis
                  n_out:int, # pixels along the same axis
                  sigma:float=4.0, # Gaussian σ in output pixels; 0 = upsampling only
                 )->torch.Tensor: # (n_out, n_in) float32 matrix
     "Bilinear upsampling (as `F.interpolate`, `align_corners=False`) then `blur_map`'s 1-D blur, along one axis, as one matrix."
-    up = F.interpolate(torch.eye(n_in, dtype=torch.float64)[None], size=n_out, mode='linear', align_corners=False)[0].T
-    if sigma <= 0: return up.float()
-    k = _kernel_size(sigma)
-    taps = np.arange(n_out)[:, None] + np.arange(k)[None] - k // 2
-    blur = np.zeros((n_out, n_out))
-    np.add.at(blur, (np.repeat(np.arange(n_out), k), _reflect(taps, n_out).ravel()),
-              np.tile(cv2.getGaussianKernel(k, sigma, cv2.CV_64F)[:, 0], n_out))
-    return (torch.from_numpy(blur) @ up).float()
+    return torch.from_numpy(np.array(map_matrix(n_in, n_out, float(sigma)))).float()
 
 # %% ../nbs/03_maps.ipynb #1ecb70eb
 def anomaly_maps(patch_scores:np.ndarray, # (N, h, w) scores on the feature grid
@@ -63,41 +46,5 @@ def anomaly_maps(patch_scores:np.ndarray, # (N, h, w) scores on the feature grid
     rows, cols = map_operator(grids.shape[1], H, float(sigma)), map_operator(grids.shape[2], W, float(sigma))
     return (rows @ grids @ cols.T).numpy()
 
-# %% ../nbs/03_maps.ipynb #65cda93d
-def box_operator(n_in:int, # grid cells along one axis
-                 n_out:int, # pixels of the input along the same axis
-                 start:int, # first pixel of the image
-                 stop:int, # one past its last pixel
-                 sigma:float=4.0, # Gaussian σ in pixels
-                )->torch.Tensor: # (n_out, n_in) float32 matrix
-    "`map_operator` onto pixels `start:stop` of an axis, the edge rows repeated outside them."
-    inner = map_operator(n_in, stop - start, float(sigma))
-    return inner[torch.clamp(torch.arange(n_out) - start, 0, stop - start - 1)]
-
-def box_maps(patch_scores:np.ndarray, # (N, h, w) scores on grids relative to each image
-             valid:np.ndarray, # (N, H, W) bool, True where the input is image
-             sigma:float=4.0, # Gaussian σ in pixels
-            )->np.ndarray: # (N, H, W) float32 maps
-    "Each score grid upsampled into its image's box on the input and blurred there; edge values repeated outside."
-    N, H, W = valid.shape
-    out = np.empty((N, H, W), np.float32)
-    for i, (g, v) in enumerate(zip(np.asarray(patch_scores, np.float32), valid)):
-        t, b, l, r = valid_box(v)
-        out[i] = (box_operator(g.shape[0], H, t, b, sigma) @ torch.from_numpy(g) @ box_operator(g.shape[1], W, l, r, sigma).T).numpy()
-    return out
-
-# %% ../nbs/03_maps.ipynb #55f4c5db
-def image_scores(maps:np.ndarray, # (N, H, W) anomaly maps
-                 topk:float|None=None, # None: max; k ≥ 1: mean of the k highest pixels; k < 1: of that fraction
-                 valid:np.ndarray|None=None, # (N, H, W) bool, pixels that belong to the image
-                )->np.ndarray: # (N,) scores
-    "One score per image: the maximum of its map, or the mean of its top-k pixels."
-    flat = maps.reshape(len(maps), -1).astype(np.float32)
-    if valid is not None: flat = np.where(valid.reshape(len(maps), -1), flat, -np.inf)
-    if topk is None: return flat.max(1)
-    k = int(topk) if topk >= 1 else max(1, int(round(topk * flat.shape[1])))
-    if valid is not None: k = min(k, int(valid.reshape(len(maps), -1).sum(1).min()))
-    return np.sort(np.partition(flat, -k, axis=1)[:, -k:], axis=1).mean(1)
-
 # %% ../nbs/03_maps.ipynb #146be6b6
-_all_ = ['to_original', 'overlay']
+_all_ = ['to_original', 'overlay', 'box_maps', 'image_scores']
