@@ -9,17 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import anomaly_nb
 from .core import atomic_file
 from .maps import map_operator
+from .images import BOX_MULTIPLE
 from .runtime import EXPORT_FORMAT, EXPORT_VERSION, ort_session
 
 # %% auto #0
 __all__ = ['KNN_MAX_BANK', 'INPUT_DTYPES', 'MAX_GRAPH_BYTES', 'FORMATS', 'PadimHead', 'GaussianHead', 'KnnHead', 'detector_head',
-           'masked_scores', 'ExportGraph', 'arrays_sha256', 'source_record', 'export_metadata', 'graph_bytes',
-           'is_exported_file', 'check_graph', 'export_model', 'export_args', 'cmd_export']
+           'masked_scores', 'ExportGraph', 'BoxExportGraph', 'arrays_sha256', 'source_record', 'export_metadata',
+           'graph_bytes', 'is_exported_file', 'check_graph', 'export_model', 'export_args', 'cmd_export']
 
 # %% ../nbs/12_export.ipynb #4c8a218e
 class PadimHead(nn.Module):
@@ -112,19 +114,24 @@ def masked_scores(maps:torch.Tensor, # (B, H, W) anomaly maps
 # %% ../nbs/12_export.ipynb #667f8613
 INPUT_DTYPES = ('uint8', 'float32')
 
+def _exportable(model, input_dtype:str):
+    "Refuse, with the reason, what cannot be exported."
+    if input_dtype not in INPUT_DTYPES: raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
+    if model.pooled: raise ValueError("cannot export a pooled model (one feature vector per image): it has no anomaly maps; "
+                                      "fit with pooled=False (patch features) to export")
+    if model.grid is None: raise ValueError("the model is not fitted: fit it (or load a saved one) before exporting")
+
 class ExportGraph(nn.Module):
     "Resized images (B, 3, H, W) and their valid masks -> anomaly maps (B, H, W) and image scores (B,): what is exported."
+    input_names, output_names = ['images', 'valid'], ['maps', 'scores']
     def __init__(self,
                  model, # a fitted `AnomalyModel` with patch features
                  input_dtype:str='uint8', # 'uint8' (0-255) or 'float32' (0-1) images
                 ):
         super().__init__()
-        if input_dtype not in INPUT_DTYPES: raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
-        if model.pooled: raise ValueError("cannot export a pooled model (one feature vector per image): it has no anomaly maps; "
-                                          "fit with pooled=False (patch features) to export")
-        if model.grid is None: raise ValueError("the model is not fitted: fit it (or load a saved one) before exporting")
-        if model.config.resize == 'box': raise ValueError("cannot export a model fitted with resize='box' yet: the graph takes padded "
-                                                          "inputs of one size; refit with resize='pad' to export")
+        _exportable(model, input_dtype)
+        if model.config.resize == 'box': raise ValueError("a model fitted with resize='box' runs the network on each image's box: "
+                                                          "export it with `BoxExportGraph` (export_model chooses it)")
         c = model.config
         self.head = detector_head(model.detector, c.detector)
         self.extractor = copy.deepcopy(model.extractor).cpu()
@@ -134,6 +141,15 @@ class ExportGraph(nn.Module):
         self.register_buffer('colsT', map_operator(w, W, float(c.sigma)).T.contiguous())  # (w, W)
         self.size, self.grid, self.topk, self.input_dtype = (H, W), (h, w), c.topk, input_dtype
         self.eval()
+
+    def examples(self)->list[tuple]: return [self.example()]
+    def dynamic_shapes(self, batch)->dict: return {'images': {0: batch}, 'valid': {0: batch}}
+    def dynamic_axes(self)->dict: return {n: {0: 'batch'} for n in self.input_names + self.output_names}
+    def io_metadata(self)->dict:
+        "Names, shapes and types of the graph's inputs and outputs, for its metadata."
+        H, W = self.size
+        return dict(inputs=dict(images=dict(shape=['batch', 3, H, W], dtype=self.input_dtype), valid=dict(shape=['batch', H, W], dtype='bool')),
+                    outputs=dict(maps=dict(shape=['batch', H, W], dtype='float32'), scores=dict(shape=['batch'], dtype='float32')))
 
     def forward(self, images:torch.Tensor, valid:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
         x = images.float() / 255 if self.input_dtype == 'uint8' else images.float()  # as `data.ImageDataset` scales
@@ -150,6 +166,46 @@ class ExportGraph(nn.Module):
         v = torch.ones(n, H, W, dtype=torch.bool)
         if n > 1: v[1, :H // 4], v[1, H - H // 4:] = False, False
         return x, v
+
+# %% ../nbs/12_export.ipynb #4437c9b3
+class BoxExportGraph(nn.Module):
+    "Images cut to their box (B, 3, h, w), h and w multiples of 16 -> score grids (B, gh, gw) relative to the image."
+    input_names, output_names = ['images'], ['grid']
+    def __init__(self,
+                 model, # a fitted `AnomalyModel` with resize='box'
+                 input_dtype:str='uint8', # 'uint8' (0-255) or 'float32' (0-1) images
+                ):
+        super().__init__()
+        _exportable(model, input_dtype)
+        if model.config.resize != 'box': raise ValueError(f"BoxExportGraph is for models fitted with resize='box', not {model.config.resize!r}")
+        self.head = detector_head(model.detector, model.config.detector)
+        self.extractor = copy.deepcopy(model.extractor).cpu()
+        self.extractor.device = torch.device('cpu')
+        self.size, self.grid, self.input_dtype = model.config.size, tuple(model.grid), input_dtype
+        self.eval()
+
+    def forward(self, images:torch.Tensor)->torch.Tensor:
+        x = images.float() / 255 if self.input_dtype == 'uint8' else images.float()
+        f = F.interpolate(self.extractor.patch_features(x), size=self.grid, mode='bilinear', align_corners=False)  # as `box_features`
+        return self.head(f)
+
+    def example(self, n:int=2, seed:int=0, transpose:bool=False)->tuple[torch.Tensor]:
+        "`n` random boxes of one size (the whole height, 16 px less than the width; `transpose`: the other way)."
+        H, W = (max(16, s // BOX_MULTIPLE * BOX_MULTIPLE) for s in self.size)
+        h, w = (max(16, H - 16), W) if transpose else (H, max(16, W - 16))
+        x = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+        return (x if self.input_dtype == 'uint8' else x.float() / 255,)
+
+    def examples(self)->list[tuple]: return [self.example(), self.example(1, 1, transpose=True)]
+    def dynamic_shapes(self, batch)->dict:
+        H, W = self.size
+        h, w = torch.export.Dim('h16', min=1, max=max(2, H // BOX_MULTIPLE)), torch.export.Dim('w16', min=1, max=max(2, W // BOX_MULTIPLE))
+        return {'images': {0: batch, 2: BOX_MULTIPLE * h, 3: BOX_MULTIPLE * w}}
+    def dynamic_axes(self)->dict: return {'images': {0: 'batch', 2: 'height', 3: 'width'}, 'grid': {0: 'batch'}}
+    def io_metadata(self)->dict:
+        gh, gw = self.grid
+        return dict(inputs=dict(images=dict(shape=['batch', 3, 'height', 'width'], dtype=self.input_dtype, multiple=BOX_MULTIPLE)),
+                    outputs=dict(grid=dict(shape=['batch', gh, gw], dtype='float32')))
 
 # %% ../nbs/12_export.ipynb #1c5c92de
 def arrays_sha256(detector)->str:
@@ -178,13 +234,10 @@ def export_metadata(model, # the fitted model
                     opset:int|None=None, # the ONNX opset written
                    )->dict[str, str]:
     "The graph's metadata: format, version, threshold, settings, checksums; values are strings (JSON where structured)."
-    H, W = graph.size
     meta = dict(format=EXPORT_FORMAT, format_version=EXPORT_VERSION, package_version=anomaly_nb.__version__,
                 threshold=model.threshold, threshold_info=model.threshold_info, config=model.config.to_dict(),
                 grid=list(graph.grid), source=source, weights=getattr(model, 'meta', {}).get('weights'), opset=opset,
-                inputs=dict(images=dict(shape=['batch', 3, H, W], dtype=graph.input_dtype),
-                            valid=dict(shape=['batch', H, W], dtype='bool')),
-                outputs=dict(maps=dict(shape=['batch', H, W], dtype='float32'), scores=dict(shape=['batch'], dtype='float32')))
+                **graph.io_metadata())
     return {k: v if isinstance(v, str) else json.dumps(v, allow_nan=False) for k, v in meta.items()}
 
 # %% ../nbs/12_export.ipynb #d121bc32
@@ -224,37 +277,36 @@ def _check_out(out:Path):
                          "name (or remove it yourself)")
 
 # %% ../nbs/12_export.ipynb #429dac1e
-def _to_onnx(graph:ExportGraph, # the graph to export
+def _to_onnx(graph:ExportGraph|BoxExportGraph, # the graph to export
              opset:int|None=None, # ONNX opset; None: the exporter's default
              dynamo:bool=True, # torch.export-based exporter (False: the TorchScript tracer)
             ):
-    "The graph as an ONNX `ModelProto` with a free batch dimension, the exporter's chatter silenced."
+    "The graph as an ONNX `ModelProto` with a free batch dimension (and free box sizes), the exporter's chatter silenced."
     import onnx
-    x, v = graph.example()
-    names = dict(input_names=['images', 'valid'], output_names=['maps', 'scores'])
+    args = graph.examples()[0]
+    names = dict(input_names=graph.input_names, output_names=graph.output_names)
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter('ignore')
         if dynamo:
-            batch = torch.export.Dim('batch', min=1, max=4096)
-            prog = torch.onnx.export(graph, (x, v), dynamo=True, opset_version=opset, external_data=False, verbose=False,
-                                     dynamic_shapes={'images': {0: batch}, 'valid': {0: batch}}, **names)
+            prog = torch.onnx.export(graph, args, dynamo=True, opset_version=opset, external_data=False, verbose=False,
+                                     dynamic_shapes=graph.dynamic_shapes(torch.export.Dim('batch', min=1, max=4096)), **names)
             return prog.model_proto
         buf = io.BytesIO()
-        axes = {n: {0: 'batch'} for n in ('images', 'valid', 'maps', 'scores')}
-        torch.onnx.export(graph, (x, v), buf, dynamo=False, opset_version=opset or 17, dynamic_axes=axes, **names)
+        torch.onnx.export(graph, args, buf, dynamo=False, opset_version=opset or 17, dynamic_axes=graph.dynamic_axes(), **names)
         return onnx.load_from_string(buf.getvalue())
 
 # %% ../nbs/12_export.ipynb #e001b6df
 def check_graph(proto, # the exported `ModelProto`
-                graph:ExportGraph, # the torch graph it came from
-                ref:tuple, # (inputs, (maps, scores)) computed with `graph` before exporting
+                graph:ExportGraph|BoxExportGraph, # the torch graph it came from
+                refs:list, # [(inputs, outputs)] computed with `graph` before exporting
                 rtol:float=1e-4, # largest relative difference accepted
                )->float: # the largest relative difference seen
     "Run the exported graph with ONNX Runtime on the reference inputs; raise if it disagrees with torch."
-    (x, v), (maps, scores) = ref
-    got = ort_session(proto.SerializeToString()).run(None, {'images': x.numpy(), 'valid': v.numpy()})
-    scale = max(float(maps.abs().max()), 1e-12)
-    diff = max(float(np.abs(got[0] - maps.numpy()).max()) / scale, float(np.abs(got[1] / scores.numpy() - 1).max()))
+    sess, diff = ort_session(proto.SerializeToString()), 0.0
+    for inputs, outputs in refs:
+        got = sess.run(None, {n: t.numpy() for n, t in zip(graph.input_names, inputs)})
+        want = outputs if isinstance(outputs, tuple) else (outputs,)
+        diff = max([diff] + [float(np.abs(g - w.numpy()).max()) / max(float(w.abs().max()), 1e-12) for g, w in zip(got, want)])
     if not diff <= rtol:
         raise ValueError(f"the exported graph disagrees with the torch model (relative difference {diff:.2g} > {rtol:g}); "
                            "nothing was written: please report this with the backbone and detector used")
@@ -288,21 +340,26 @@ def export_model(model, # a fitted `AnomalyModel`, or a saved model folder
         if out.suffix != '.xml': out = out.with_suffix('.xml')
     _check_out(out)
     model, folder = _load_source(model, weights)
-    graph = ExportGraph(model, input_dtype)
+    box = model.config.resize == 'box'
+    if box and format == 'openvino': raise ValueError("a model fitted with resize='box' exports to ONNX only (--format onnx): its "
+                                                      "graph takes boxes of any size, which this export does not hand to OpenVINO")
+    graph = (BoxExportGraph if box else ExportGraph)(model, input_dtype)
     _check_size(graph, model.config.detector)
-    x, v = graph.example()
-    with torch.no_grad(): ref = ((x, v), graph(x, v))  # before exporting: an export that altered the model would show
+    with torch.no_grad(): refs = [(args, graph(*args)) for args in graph.examples()]  # before exporting: an export that altered the model would show
     try: proto = _to_onnx(graph, opset, dynamo)
     except Exception as e:  # an operator the exporter does not know, a shape it cannot trace
         raise ValueError(f"cannot export the {model.config.backbone} backbone to ONNX ({type(e).__name__}: "
                          f"{' '.join(str(e).split())[:300]}); timm CNNs such as tf_efficientnet_lite0 and resnet18 export") from e
-    graph.diff_ = check_graph(proto, graph, ref) if check else None
+    graph.diff_ = check_graph(proto, graph, refs) if check else None
     opset = next((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), opset)
     for k, val in export_metadata(model, graph, source_record(model, folder), opset).items():
         proto.metadata_props.add(key=k, value=val)
     proto.producer_name, proto.producer_version = 'anomaly_nb', anomaly_nb.__version__
     proto.doc_string = (f"anomaly_nb {model.config.detector} model: images (batch, 3, {graph.size[0]}, {graph.size[1]}) "
-                        f"{input_dtype} and valid (batch, H, W) bool in; maps (batch, H, W) and scores (batch,) out")
+                        f"{input_dtype} and valid (batch, H, W) bool in; maps (batch, H, W) and scores (batch,) out" if not box else
+                        f"anomaly_nb {model.config.detector} model fitted with resize='box': images cut to their box (batch, 3, h, w), "
+                        f"h and w multiples of {BOX_MULTIPLE}, {input_dtype} in; score grids (batch, {graph.grid[0]}, {graph.grid[1]}) "
+                        "relative to the image out (the runtime places them into maps)")
     if format == 'openvino': return _write_openvino(proto, out)
     with atomic_file(out) as f: f.write(proto.SerializeToString())
     return out

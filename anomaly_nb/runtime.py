@@ -13,7 +13,7 @@ import numpy as np
 
 import anomaly_nb
 from .core import write_atomic
-from .images import BadFileError, image_paths, load_image, resize_pair, to_original
+from .images import BadFileError, image_paths, load_image, resize_pair, to_original, valid_box, box_maps, image_scores
 
 # %% auto #0
 __all__ = ['EXPORT_FORMAT', 'EXPORT_VERSION', 'READS_VERSIONS', 'JSON_FIELDS', 'ExportedModelError', 'read_metadata',
@@ -47,7 +47,7 @@ def read_metadata(props:dict, # the graph's metadata: string keys and values
         size, resize, thr = tuple(int(s) for s in c['size']), c['resize'], meta.get('threshold')
     except (KeyError, TypeError, ValueError) as e:
         raise ExportedModelError(f"{path}: damaged export metadata ({type(e).__name__}: {e}); export the model again") from None
-    if len(size) != 2 or min(size) < 1 or resize not in ('pad', 'stretch'):
+    if len(size) != 2 or min(size) < 1 or resize not in ('pad', 'stretch', 'box'):
         raise ExportedModelError(f"{path}: bad input settings in its metadata (size {c['size']!r}, resize {resize!r}); export the model again")
     if thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr)):
         raise ExportedModelError(f"{path}: its threshold {thr!r} is not a finite number; export the model again")
@@ -102,6 +102,19 @@ class ExportedModel:
                                 f"resize={self.resize!r}, threshold={self.threshold})")
 
     def _run(self, images:np.ndarray, valid:np.ndarray)->tuple[np.ndarray, np.ndarray]: raise NotImplementedError
+    def _grid(self, boxes:np.ndarray)->np.ndarray: raise NotImplementedError
+
+    def _run_box(self, images:np.ndarray, valid:np.ndarray)->tuple[np.ndarray, np.ndarray]:
+        "A model fitted with resize='box': each image's box through the graph (boxes of one size together), grids placed into maps."
+        boxes, groups = [valid_box(v) for v in valid], {}
+        for i, (t, b, l, r) in enumerate(boxes): groups.setdefault((b - t, r - l), []).append(i)
+        grids = [None] * len(images)
+        for idx in groups.values():
+            g = self._grid(np.ascontiguousarray(np.stack([images[i][:, t:b, l:r] for i in idx for t, b, l, r in [boxes[i]]])))
+            for j, i in enumerate(idx): grids[i] = g[j]
+        maps = box_maps(np.stack(grids), valid, float(self.config['sigma']))
+        topk = self.config.get('topk')
+        return maps, np.concatenate([image_scores(maps[i:i + 1], topk, valid[i:i + 1]) for i in range(len(maps))])
 
     def run(self,
             images:np.ndarray, # (B, 3, H, W) uint8 0-255 (or float 0-1), resized to the input size
@@ -118,7 +131,7 @@ class ExportedModel:
         elif images.dtype == np.uint8: images = np.divide(images, np.float32(255), dtype=np.float32)
         else: images = images.astype(np.float32, copy=False)
         valid = np.ones((len(images), H, W), bool) if valid is None else np.asarray(valid).astype(bool, copy=False)
-        return self._run(np.ascontiguousarray(images), np.ascontiguousarray(valid))
+        return (self._run_box if self.resize == 'box' else self._run)(np.ascontiguousarray(images), np.ascontiguousarray(valid))
 
     def prepare(self, path:str|Path, # an image file
                 keep_image:bool=True, # keep the decoded pixels (for overlays)
@@ -194,10 +207,13 @@ class OnnxModel(ExportedModel):
                                      "export it again") from None
         super().__init__(path, read_metadata(self.session.get_modelmeta().custom_metadata_map, path))
         names = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
-        if names != (['images', 'valid'], ['maps', 'scores']):
-            raise ExportedModelError(f"{path} has inputs {names[0]} and outputs {names[1]}, not images, valid -> maps, scores: export it again")
+        want = (['images'], ['grid']) if self.resize == 'box' else (['images', 'valid'], ['maps', 'scores'])
+        if names != want:
+            raise ExportedModelError(f"{path} has inputs {names[0]} and outputs {names[1]}, not {', '.join(want[0])} -> "
+                                     f"{', '.join(want[1])}: export it again")
 
     def _run(self, images, valid): return tuple(self.session.run(None, {'images': images, 'valid': valid}))
+    def _grid(self, boxes): return self.session.run(None, {'images': boxes})[0]
 
 class OpenVinoModel(ExportedModel):
     "An exported OpenVINO model (.xml with its .bin) run by OpenVINO on the CPU, in float32."
@@ -212,6 +228,7 @@ class OpenVinoModel(ExportedModel):
         props = {k: model.get_rt_info(['anomaly_nb', k]).astype(str) for k in ('format', 'format_version', 'package_version', *JSON_FIELDS)
                  if model.has_rt_info(['anomaly_nb', k])}
         super().__init__(path, read_metadata(props, path))
+        if self.resize == 'box': raise ExportedModelError(f"{path}: models fitted with resize='box' run with ONNX Runtime only: export to .onnx")
         cfg = {'INFERENCE_PRECISION_HINT': 'f32', 'PERFORMANCE_HINT': 'LATENCY'}
         if threads: cfg['INFERENCE_NUM_THREADS'] = int(threads)
         self.compiled = core.compile_model(model, 'CPU', cfg)
