@@ -48,3 +48,26 @@ def test_box_scores_ignore_shape_on_magnetic_tile(magnetic_tile, effnet_weights,
     row = table.loc["all"]
     for metric, floor in dict(image_auroc=0.93, pixel_auroc=0.84, pro=0.74).items():
         assert row[metric] > floor, f"{metric} {row[metric]:.3f} below floor {floor}"
+
+
+def test_box_model_exports_and_scores_as_torch(magnetic_tile, effnet_weights, tmp_path):
+    "The real backbone (its convolutions pad 'same') exported with free box sizes gives the torch pipeline's scores and maps."
+    import time
+    from anomaly_nb.data import mvtec_samples
+    from anomaly_nb.export import export_model
+    from anomaly_nb.images import to_original
+    from anomaly_nb.runtime import OnnxModel
+    cat = mvtec_samples(magnetic_tile)
+    model = build_model("tf_efficientnet_lite0", weights=effnet_weights, resize="box", progress=False).fit(cat["train"][::11])
+    t0 = time.perf_counter()
+    exported = OnnxModel(export_model(model, tmp_path / "box.onnx"), threads=2)
+    print(f"\nexported a resize='box' model in {time.perf_counter() - t0:.0f} s")
+    test = cat["test"][::23]
+    pred = model.predict(test)
+    assert len({(int(v.any(1).sum()), int(v.any(0).sum())) for v in pred.valid}) > 5  # many box sizes
+    got = list(exported.predict_files([s.path for s in test], batch_size=4))
+    scores = np.array([s for _, s, *_ in got])
+    assert np.allclose(scores, pred.scores, rtol=1e-4), np.abs(scores / pred.scores - 1).max()
+    for i, (_, _, amap, _) in enumerate(got):
+        want = to_original(pred.maps[i], pred.orig_sizes[i], pred.valid[i])
+        assert np.abs(amap - want).max() <= 1e-4 * want.max()
