@@ -320,13 +320,15 @@ def image_scores(maps:np.ndarray, # (N, H, W) anomaly maps
                  topk:float|None=None, # None: max; k ≥ 1: mean of the k highest pixels; k < 1: of that fraction
                  valid:np.ndarray|None=None, # (N, H, W) bool, pixels that belong to the image
                 )->np.ndarray: # (N,) scores
-    "One score per image: the maximum of its map, or the mean of its top-k pixels."
+    "One score per image: the maximum of its map, or the mean of its top-k pixels (fewer if the image has fewer)."
     flat = maps.reshape(len(maps), -1).astype(np.float32)
     if valid is not None: flat = np.where(valid.reshape(len(maps), -1), flat, -np.inf)
     if topk is None: return flat.max(1)
-    k = int(topk) if topk >= 1 else max(1, int(round(topk * flat.shape[1])))
-    if valid is not None: k = min(k, int(valid.reshape(len(maps), -1).sum(1).min()))
-    return np.sort(np.partition(flat, -k, axis=1)[:, -k:], axis=1).mean(1)
+    k = min(flat.shape[1], int(topk) if topk >= 1 else max(1, int(round(topk * flat.shape[1]))))
+    top = -np.sort(-np.partition(flat, -k, axis=1)[:, -k:], axis=1)  # (N, k), highest first
+    kk = np.full(len(flat), k) if valid is None else np.clip(valid.reshape(len(maps), -1).sum(1), 1, k)  # each image's own k
+    keep = np.arange(k)[None] < kk[:, None]
+    return (np.where(keep, top, 0).sum(1, dtype=np.float64) / kk).astype(np.float32)
 
 # %% ../nbs/00a_images.ipynb #2c3b1d11
 def overlay(img:np.ndarray, # (H, W, 3) uint8 image
