@@ -323,7 +323,7 @@ def _fit_shard(item:tuple, # (shard index, image paths)
     m = worker_builder(spec['config'])
     samples = [Sample(Path(p)) for p in paths]
     loader = m._loader(samples, spec['skip_bad'])
-    try: feats = m.extractor.extract(loader, pooled=m.pooled, progress=False, streams=m.streams, forward=m._forward)
+    try: feats = m._extract(loader)  # the config arrives with progress=False
     except DataError:  # none of the shard's images could be read
         if not spec['skip_bad'] or len(loader.skipped) != len(samples): raise
         return Part(skipped=[(str(s.path), r) for s, r in loader.skipped], span=(i, i + 1))

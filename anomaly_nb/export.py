@@ -121,6 +121,12 @@ def _exportable(model, input_dtype:str):
                                       "fit with pooled=False (patch features) to export")
     if model.grid is None: raise ValueError("the model is not fitted: fit it (or load a saved one) before exporting")
 
+def _head_and_extractor(model)->tuple[nn.Module, nn.Module]:
+    "The detector as torch operations, and a CPU copy of the extractor (exporting never changes the model passed in)."
+    extractor = copy.deepcopy(model.extractor).cpu()
+    extractor.device = torch.device('cpu')  # `normalize` moves inputs to this device
+    return detector_head(model.detector, model.config.detector), extractor
+
 class ExportGraph(nn.Module):
     "Resized images (B, 3, H, W) and their valid masks -> anomaly maps (B, H, W) and image scores (B,): what is exported."
     input_names, output_names = ['images', 'valid'], ['maps', 'scores']
@@ -133,9 +139,7 @@ class ExportGraph(nn.Module):
         if model.config.resize == 'box': raise ValueError("a model fitted with resize='box' runs the network on each image's box: "
                                                           "export it with `BoxExportGraph` (export_model chooses it)")
         c = model.config
-        self.head = detector_head(model.detector, c.detector)
-        self.extractor = copy.deepcopy(model.extractor).cpu()
-        self.extractor.device = torch.device('cpu')  # `normalize` moves inputs to this device
+        self.head, self.extractor = _head_and_extractor(model)
         (H, W), (h, w) = c.size, model.grid
         self.register_buffer('rows', map_operator(h, H, float(c.sigma)).clone())  # (H, h)
         self.register_buffer('colsT', map_operator(w, W, float(c.sigma)).T.contiguous())  # (w, W)
@@ -178,9 +182,7 @@ class BoxExportGraph(nn.Module):
         super().__init__()
         _exportable(model, input_dtype)
         if model.config.resize != 'box': raise ValueError(f"BoxExportGraph is for models fitted with resize='box', not {model.config.resize!r}")
-        self.head = detector_head(model.detector, model.config.detector)
-        self.extractor = copy.deepcopy(model.extractor).cpu()
-        self.extractor.device = torch.device('cpu')
+        self.head, self.extractor = _head_and_extractor(model)
         self.size, self.grid, self.input_dtype = model.config.size, tuple(model.grid), input_dtype
         self.eval()
 

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import pick_device
-from .images import valid_box
+from .images import boxes_by_size
 
 # %% auto #0
 __all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'STREAM_SWITCH_S', 'WEIGHT_SUFFIXES', 'default_batch_size',
@@ -320,11 +320,9 @@ def box_features(extractor:FeatureExtractor, # any extractor
                  pooled:bool=False, # one vector per image (of its box) instead of a grid
                 )->torch.Tensor: # (B, C, h, w) in channels-last memory, or (B, C)
     "Features of each image's own box (no padding in the network), on a grid relative to the image."
-    boxes = [valid_box(v) for v in np.asarray(valid)]
-    groups = {}
-    for i, (t, b, l, r) in enumerate(boxes): groups.setdefault((b - t, r - l), []).append(i)
+    boxes, groups = boxes_by_size(np.asarray(valid))
     out = None
-    for idx in groups.values():
+    for idx in groups:
         f = extractor(torch.stack([x[i, :, t:b, l:r] for i in idx for t, b, l, r in [boxes[i]]]), pooled=pooled)
         if not pooled and tuple(f.shape[-2:]) != tuple(grid): f = F.interpolate(f, size=tuple(grid), mode='bilinear', align_corners=False)
         if out is None: out = f.new_empty((len(boxes), *f.shape[1:]))

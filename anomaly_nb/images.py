@@ -17,8 +17,8 @@ from .core import as_size
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'LIST_SUFFIXES', 'REDUCING_GAP', 'BOX_MULTIPLE', 'RESIZE_MODES', 'DataError',
            'BadFileError', 'load_image', 'load_mask', 'list_images', 'image_paths', 'paint_defect', 'aspect_crop',
-           'image_shape', 'resize_pair', 'valid_box', 'image_part', 'to_original', 'map_matrix', 'box_matrix',
-           'box_maps', 'image_scores', 'overlay']
+           'image_shape', 'resize_pair', 'valid_box', 'boxes_by_size', 'image_part', 'to_original', 'map_matrix',
+           'box_matrix', 'box_maps', 'image_scores', 'overlay']
 
 # %% ../nbs/00a_images.ipynb #3b0d0bda
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -242,6 +242,13 @@ def valid_box(valid:np.ndarray, # (H, W) bool, True where the input is image (a 
     rows, cols = np.flatnonzero(np.asarray(valid).any(1)), np.flatnonzero(np.asarray(valid).any(0))
     if not len(rows): raise ValueError("the valid mask is empty: no pixel of the input is image")
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+def boxes_by_size(valid:np.ndarray, # (N, H, W) bool valid masks
+                 )->tuple[list, list]: # each input's box, and the indices of the inputs sharing each box size
+    "Each input's image box, and the inputs grouped by box size (to run boxes of one size through a network together)."
+    boxes, groups = [valid_box(v) for v in valid], {}
+    for i, (t, b, l, r) in enumerate(boxes): groups.setdefault((b - t, r - l), []).append(i)
+    return boxes, list(groups.values())
 
 def image_part(a:np.ndarray, # (H, W) array on the input grid
                valid:np.ndarray|None, # (H, W) bool, True where the input is image (a centred rectangle); None: all

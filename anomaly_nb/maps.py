@@ -8,10 +8,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .core import as_size
-from .images import to_original, overlay, valid_box, _kernel_size, map_matrix, box_maps, image_scores
+from .images import to_original, overlay, _kernel_size, map_matrix, box_maps, image_scores
 
 # %% auto #0
 __all__ = ['blur_map', 'map_operator', 'anomaly_maps', 'to_original', 'overlay', 'box_maps', 'image_scores']

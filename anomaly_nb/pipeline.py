@@ -184,6 +184,7 @@ class AnomalyModel:
         self.detector = detector if detector is not None else build_detector(config)
         self.config = config.replace(**self.extractor.config())  # what really runs: default layers resolved
         self.fit_s, self.grid, self.n_train, self.skipped = None, None, None, []
+        self._grid_of_input = None  # the feature grid of a whole input, found once when resize='box' needs it
         self.threshold, self.threshold_info = None, None
 
     size = property(lambda self: self.config.size, doc="input (height, width)")
@@ -217,7 +218,7 @@ class AnomalyModel:
 
     def _input_grid(self)->tuple[int,int]:
         "The feature grid of a whole input (one forward pass of a blank image, once)."
-        if getattr(self, '_grid_of_input', None) is None:
+        if self._grid_of_input is None:
             self._grid_of_input = tuple(self.extractor(torch.zeros(1, 3, *self.size)).shape[-2:])
         return self._grid_of_input
 
@@ -324,10 +325,9 @@ def predict_stream(self:AnomalyModel,
         chunk.scores = image_scores(chunk.maps, c.topk, None if chunk.valid.all() else chunk.valid)
         return chunk
     score_waiting.n_skipped = 0
-    if c.resize == 'box' and not self.pooled: self._input_grid()
-    def forward(b): return self._forward(b)
+    if c.resize == 'box' and not self.pooled: self._input_grid()  # once, before the forward passes run in threads
     batches = tqdm(loader, desc='predict', disable=not c.progress, leave=False)
-    for b, f in in_streams(forward, batches, self.streams):  # decoding and scoring overlap the forward passes
+    for b, f in in_streams(self._forward, batches, self.streams):  # decoding and scoring overlap the forward passes
         feats.append(f)
         infos.append({k: b[k].numpy() for k in ('valid', 'mask', 'orig_size', 'index')})
         if sum(map(len, feats)) >= c.score_batch: yield score_waiting()

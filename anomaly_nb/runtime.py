@@ -13,7 +13,7 @@ import numpy as np
 
 import anomaly_nb
 from .core import write_atomic
-from .images import BadFileError, image_paths, load_image, resize_pair, to_original, valid_box, box_maps, image_scores
+from .images import BadFileError, image_paths, load_image, resize_pair, to_original, boxes_by_size, box_maps, image_scores
 
 # %% auto #0
 __all__ = ['EXPORT_FORMAT', 'EXPORT_VERSION', 'READS_VERSIONS', 'JSON_FIELDS', 'ExportedModelError', 'read_metadata',
@@ -106,10 +106,9 @@ class ExportedModel:
 
     def _run_box(self, images:np.ndarray, valid:np.ndarray)->tuple[np.ndarray, np.ndarray]:
         "A model fitted with resize='box': each image's box through the graph (boxes of one size together), grids placed into maps."
-        boxes, groups = [valid_box(v) for v in valid], {}
-        for i, (t, b, l, r) in enumerate(boxes): groups.setdefault((b - t, r - l), []).append(i)
+        boxes, groups = boxes_by_size(valid)
         grids = [None] * len(images)
-        for idx in groups.values():
+        for idx in groups:
             g = self._grid(np.ascontiguousarray(np.stack([images[i][:, t:b, l:r] for i in idx for t, b, l, r in [boxes[i]]])))
             for j, i in enumerate(idx): grids[i] = g[j]
         maps = box_maps(np.stack(grids), valid, float(self.config['sigma']))
