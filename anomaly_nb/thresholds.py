@@ -12,9 +12,10 @@ from .data import DataError
 from .metrics import at_threshold, best_f1_threshold
 
 # %% auto #0
-__all__ = ['DEFAULT_HOLDOUT', 'FEW_HOLDOUT', 'split_holdout', 'check_holdout_fpr', 'auto_holdout', 'quantile_threshold',
-           'robust_threshold', 'tail_threshold', 'normal_threshold', 'rate_interval', 'threshold_info',
-           'threshold_summary', 'threshold_columns']
+__all__ = ['DEFAULT_HOLDOUT', 'DEFAULT_FOLDS', 'FEW_HOLDOUT', 'split_holdout', 'check_holdout_fpr', 'auto_holdout',
+           'fold_indices', 'auto_folds', 'quantile_threshold', 'robust_threshold', 'tail_threshold',
+           'conformal_threshold', 'normal_threshold', 'rate_interval', 'threshold_info', 'threshold_summary',
+           'threshold_columns']
 
 # %% ../nbs/04a_thresholds.ipynb #a8d40818
 def _holds_out(frac:float, n:int)->bool:
@@ -57,6 +58,26 @@ def auto_holdout(n:int, # good images available
                   "without one (scores only, no ok/defect verdicts). Add good images, or set the held-out share yourself (--holdout).")
     return 0.0
 
+# %% ../nbs/04a_thresholds.ipynb #53bf9105
+DEFAULT_FOLDS = 5  # folds of the good images when the threshold is set automatically (holdout=None)
+
+def fold_indices(n:int, # images
+                 k:int, # folds, 2 ≤ k ≤ n
+                 seed:int=0, # seed of the assignment
+                )->list[np.ndarray]: # k sorted arrays of image indices, together 0..n-1 once each
+    "A seeded split of `n` images into `k` folds of (nearly) equal size."
+    if not 2 <= k <= n: raise ValueError(f"cannot split {n} images into {k} folds: give 2 to {n} folds")
+    return [np.sort(f) for f in np.array_split(np.random.default_rng(seed).permutation(n), k)]
+
+def auto_folds(n:int, # good images available
+               k:int=DEFAULT_FOLDS, # the folds wanted
+              )->int: # `k`, fewer for fewer images, or 0 (no threshold)
+    "`k` folds, or one per image when there are fewer; 0 with a warning below two images: too few for a threshold."
+    if n >= 2: return min(k, n)
+    warnings.warn(f"{n} good image{'s are' if n != 1 else ' is'} too few for a threshold: fitting without one (scores only, "
+                  "no ok/defect verdicts). Add good images.")
+    return 0
+
 # %% ../nbs/04a_thresholds.ipynb #5659ab44
 def quantile_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
                        fpr:float=0.01, # false-alarm rate to aim for
@@ -92,13 +113,23 @@ def tail_threshold(normal_scores:np.ndarray, # image scores of held-out normal i
     return float(u + np.median(s[:k] - u) / np.log(2) * np.log(k / (len(s) * fpr)))
 
 # %% ../nbs/04a_thresholds.ipynb #119e1237
+def conformal_threshold(normal_scores:np.ndarray, # image scores of normal images the detector did not fit (at least 1 / fpr - 1)
+                        fpr:float=0.01, # false-alarm rate to aim for
+                       )->float:
+    "The conformal `1 - fpr` quantile: a new normal image like these scores above it with probability at most `fpr`."
+    s = np.sort(np.asarray(normal_scores, np.float64))
+    k = int(np.ceil((1 - fpr) * (len(s) + 1)))  # the k-th smallest of n: a new exchangeable score exceeds it with probability (n + 1 - k) / (n + 1)
+    if k > len(s): raise ValueError(f"{len(s)} scores are too few for a conformal threshold at {fpr:.1%}: give at least {k - 1}")
+    return float(s[k - 1])
+
 def normal_threshold(normal_scores:np.ndarray, # image scores of held-out normal images
                      fpr:float=0.01, # false-alarm rate to aim for
                      min_tail:int=10, # held-out images expected above the threshold needed to trust the raw quantile
                     )->tuple[float, str]: # (threshold, method)
-    "The empirical quantile when enough held-out images fall in the tail, else an exponential tail fit, else (≤ 5 images) the robust log-normal fit."
+    "The empirical quantile when enough images fall in the tail, else the conformal quantile, else an exponential tail fit, else (≤ 5 images) the robust log-normal fit."
     n = len(normal_scores)
     if n * fpr >= min_tail: return quantile_threshold(normal_scores, fpr), 'normal_quantile'
+    if np.ceil((1 - fpr) * (n + 1)) <= n: return conformal_threshold(normal_scores, fpr), 'conformal_quantile'
     if n > 5: return tail_threshold(normal_scores, fpr), 'exponential_tail'
     return robust_threshold(normal_scores, fpr), 'robust_lognormal'
 
@@ -116,8 +147,9 @@ def rate_interval(k:int, # events seen (e.g. held-out good images above the thre
 # %% ../nbs/04a_thresholds.ipynb #43ccdfd3
 FEW_HOLDOUT = 5  # below this many held-out images, a threshold is called a rough guess
 
-def threshold_info(normal_scores:np.ndarray, # image scores of held-out normal images
+def threshold_info(normal_scores:np.ndarray, # image scores of held-out normal images (or out-of-fold scores of all of them)
                    fpr:float=0.01, # false-alarm rate to aim for
+                   folds:int|None=None, # the scores are out-of-fold scores of this many folds (None: of a held-out share)
                   )->tuple[float, dict]: # (threshold, what it rests on)
     "The threshold for `fpr` and a JSON-able record of how it was set."
     s = np.asarray(normal_scores, np.float64)
@@ -127,7 +159,7 @@ def threshold_info(normal_scores:np.ndarray, # image scores of held-out normal i
     t, method = normal_threshold(s, fpr)
     return t, dict(method=method, target_fpr=fpr, n_holdout=len(s), holdout_fpr=float((s > t).mean()),
                    fpr_interval=list(rate_interval(int((s > t).sum()), len(s))),
-                   normal_score_median=float(np.median(s)), holdout_scores=[float(x) for x in s])
+                   normal_score_median=float(np.median(s)), holdout_scores=[float(x) for x in s], **({'folds': folds} if folds else {}))
 
 def threshold_summary(threshold:float|None, # the threshold (None: no threshold was set)
                       info:dict|None, # from `threshold_info`
@@ -135,13 +167,14 @@ def threshold_summary(threshold:float|None, # the threshold (None: no threshold 
     "How the threshold was set, as a person reads it."
     if threshold is None or not info: return ''
     if info.get('method') == 'given': return f"threshold {threshold:.4g} (given)"
-    msg = (f"threshold {threshold:.4g}: {info['holdout_fpr']:.1%} of {info['n_holdout']} held-out good images above it "
-           f"(target false-alarm rate {info['target_fpr']:.1%})")
+    n, k = info['n_holdout'], info.get('folds')
+    which = f"good images, each scored by a model fitted without its fold ({k} folds)," if k else 'held-out good images'
+    msg = f"threshold {threshold:.4g}: {info['holdout_fpr']:.1%} of {n} {which} above it (target false-alarm rate {info['target_fpr']:.1%})"
     if 'fpr_interval' in info:  # models saved before it was recorded lack it
         lo, hi = info['fpr_interval']
-        msg += f"; {info['n_holdout']} held-out images support a rate of {lo:.1%}–{hi:.1%} (95 % interval)"
-    if info['n_holdout'] < FEW_HOLDOUT:
-        msg += f"; only {info['n_holdout']} held-out images make it a rough guess: hold out more (--holdout) or add good images"
+        msg += f"; {n} {'scored' if k else 'held-out'} images support a rate of {lo:.1%}–{hi:.1%} (95 % interval)"
+    if n < FEW_HOLDOUT:
+        msg += f"; only {n} images make it a rough guess: add good images" + ('' if k else ' or hold out more (--holdout)')
     return msg
 
 # %% ../nbs/04a_thresholds.ipynb #d84816cd
