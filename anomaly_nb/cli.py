@@ -207,7 +207,7 @@ def _evaluate_one(model, category:Path, out:Path|None, title:str, skip_bad:bool=
     from anomaly_nb.layouts import load_layout
     long = long_table(table, load_layout(category, model.config.seed).name)
     print(summary_text(long))
-    shape = shape_check(pred.labels, pred.scores, pred.orig_sizes)  # an artefact the numbers above would hide
+    shape = shape_check(pred.labels, pred.scores, pred.orig_sizes, resize=model.config.resize)  # an artefact the numbers above would hide
     if shape: print(f"warning: {shape}", file=sys.stderr)
     if out:
         save_table(long, claim_output_folder(out, command))
@@ -227,7 +227,7 @@ def cmd_demo(a:argparse.Namespace):
     claim_output_folder(a.out, 'demo')
     cat = make_synthetic_category(a.out/'data'/'synthetic', seed=0)
     if not a.quiet: print(f"sample data written to {cat}", file=sys.stderr)
-    model = AnomalyModel(config).fit(cat, holdout=0.1, fpr=0.05)
+    model = AnomalyModel(config).fit(cat, holdout=None, fpr=0.05)  # the threshold from out-of-fold scores of all good images
     with contextlib.redirect_stdout(io.StringIO()): long = _evaluate_one(model, cat, a.out, 'anomaly_nb demo: synthetic surfaces', command='demo')
     r = long.set_index('subset').loc['all']
     print(f"image AUROC {r['image_auroc']:.3f} (95 % interval {r['image_auroc_low']:.2f}–{r['image_auroc_high']:.2f}), pixel AUROC "
@@ -286,10 +286,11 @@ def choose_threshold(model, # a fitted model
         model.threshold, model.threshold_info = float(threshold), dict(method='given')
     elif fpr is not None:
         check_holdout_fpr(None, fpr)
-        held = (model.threshold_info or {}).get('holdout_scores')
-        if not held: raise ValueError("this model keeps no held-out scores (fitted without --holdout, or by an older version): "
-                                      "give the threshold itself (--threshold), or fit again with --holdout")
-        model.threshold, model.threshold_info = threshold_info(np.array(held), fpr)
+        info = model.threshold_info or {}
+        held = info.get('holdout_scores')
+        if not held: raise ValueError("this model keeps no held-out scores (fitted with --holdout 0, or by an older version): "
+                                      "give the threshold itself (--threshold), or fit again without --holdout 0")
+        model.threshold, model.threshold_info = threshold_info(np.array(held), fpr, folds=info.get('folds'))
 
 def _predict_exported(a:argparse.Namespace, paths:list[Path])->str:
     "predict with a graph written by `anomaly-nb export` (ONNX Runtime or OpenVINO): the same outputs, no torch in the scoring."

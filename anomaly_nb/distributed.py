@@ -404,7 +404,7 @@ def fit_model(source, # MVTec AD category, folder of good images, or a list of i
               out:str|Path, # model folder to write: new, empty, or a model to replace
               config=None, # a `pipeline.ModelConfig` (None: the defaults); its detector must be padim, gaussian or knn
               engine:Engine|None=None, # where shards run (None: a `LocalEngine`, closed at the end)
-              holdout:float|None=0.0, # share of the good images held out to set the threshold (None: 10 % where that is an image)
+              holdout:float|None=0.0, # share of the good images held out to set the threshold (None: 10 % where that is an image; the folds of a local fit need every image's features in one process)
               fpr:float=0.01, # false-alarm rate the threshold aims for
               skip_bad:bool=False, # leave out unreadable images (in `model.skipped`) instead of failing
               shard:int=FIT_SHARD, # training images per task

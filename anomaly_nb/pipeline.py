@@ -23,7 +23,7 @@ from .detectors import Detector, get_detector, detector_takes
 from .maps import anomaly_maps, box_maps, image_scores
 from .metrics import metrics_table
 from .layouts import Layout, load_layout, find_layouts
-from .thresholds import split_holdout, auto_holdout, threshold_info, threshold_columns, check_holdout_fpr, rate_interval
+from .thresholds import split_holdout, auto_folds, fold_indices, threshold_info, threshold_columns, check_holdout_fpr, rate_interval
 
 # %% auto #0
 __all__ = ['MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor', 'build_detector',
@@ -268,7 +268,7 @@ def _finite_or_fail(feats:np.ndarray, samples:list[Sample], extractor):
 @patch
 def fit(self:AnomalyModel,
         source, # MVTec AD category, plain folders (good/ + defects), CSV manifest, `Layout`, folder of good images, or a list of images
-        holdout:float|None=0.0, # share of the good images held out to set a threshold (0: none; None: 10 % where that is an image)
+        holdout:float|None=0.0, # share of the good images held out to set a threshold (0: none; None: fit on all, threshold from their out-of-fold scores)
         fpr:float=0.01, # false-alarm rate the threshold aims for on normal images
         skip_bad:bool=False, # leave out unreadable images (listed in `self.skipped`) instead of failing
        )->AnomalyModel:
@@ -276,12 +276,14 @@ def fit(self:AnomalyModel,
     check_holdout_fpr(holdout, fpr)
     t0 = time.perf_counter()
     samples = _training_samples(source, self.config.seed)
-    samples, held = split_holdout(samples, auto_holdout(len(samples)) if holdout is None else holdout, self.config.seed)
+    folds = auto_folds(len(samples)) if holdout is None else 0
+    samples, held = split_holdout(samples, holdout or 0.0, self.config.seed)
     loader = self._loader(samples, skip_bad)
     feats = self._extract(loader)
     samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
     _finite_or_fail(feats, samples, self.extractor)
-    if self._adds_crops(samples):  # the same images again, each cut to a random aspect: both shapes at every grid position
+    crops = self._adds_crops(samples)
+    if crops:  # the same images again, each cut to a random aspect: both shapes at every grid position
         feats = np.concatenate([feats, self._extract(self._loader(samples, crop_seed=self.config.seed))])
     self.grid = None if self.pooled else tuple(feats.shape[2:])
     rows = self._detector_input(feats)
@@ -292,8 +294,35 @@ def fit(self:AnomalyModel,
         hp = self.predict(held, skip_bad)
         self.skipped += hp.skipped
         self.threshold, self.threshold_info = threshold_info(hp.scores, fpr)
+    elif folds and len(samples) >= 2:
+        k = min(folds, len(samples))
+        self.threshold, self.threshold_info = threshold_info(self._fold_scores(rows, samples, k, crops), fpr, folds=k)
     self.fit_s = time.perf_counter() - t0
     return self
+
+
+
+@patch
+def _fold_scores(self:AnomalyModel,
+                 rows:np.ndarray, # the detector's input of the fitted images, then of their crops (if any)
+                 samples:list[Sample], # the fitted images, in the order of `rows`
+                 k:int, # folds
+                 crops:bool, # whether `rows` holds a crop of each image after the images
+                )->np.ndarray: # (len(samples),) each image's score by a detector fitted without its fold
+    "Out-of-fold image scores: for each fold, a detector fitted on the other folds (and their crops) scores its images."
+    n = len(samples)
+    per_image = rows.reshape(n * (2 if crops else 1), -1, rows.shape[-1])  # a view: (images, rows per image, channels)
+    scores = np.empty(n)
+    for fold in tqdm(fold_indices(n, k, self.config.seed), desc='threshold folds', disable=not self.config.progress, leave=False):
+        rest = np.setdiff1d(np.arange(n), fold)
+        part = per_image[np.concatenate([rest, n + rest]) if crops else rest]
+        det = build_detector(self.config)
+        det.fit(part.reshape(-1, part.shape[-1]) if self.detector.input == 'rows' else part)
+        del part
+        sibling = AnomalyModel(self.config, extractor=self.extractor, detector=det)
+        sibling.grid, sibling._grid_of_input = self.grid, self._grid_of_input
+        scores[fold] = sibling.predict([samples[i] for i in fold]).scores
+    return scores
 
 # %% ../nbs/05_pipeline.ipynb #1e4337b9
 def _concat(chunks:list[Prediction], seconds:float)->Prediction:
@@ -451,7 +480,7 @@ def long_table(table, # one category's metrics table (rows: classes, 'all', 'mea
 @delegates(build_model)
 def evaluate(root, # a data set in any layout (MVTec AD category, plain folders, CSV manifest), or a folder of MVTec AD categories
              categories:list[str]|None=None, # only these categories (by folder name); None: all
-             holdout:float|None=None, # share of the good images held out to set the threshold (0: none; None: 10 % where that is an image)
+             holdout:float|None=None, # share of the good images held out to set the threshold (0: none; None: all fitted, threshold from out-of-fold scores)
              fpr:float=0.01, # false-alarm rate the threshold aims for on good images
              skip_bad:bool=False, # leave out unreadable files and list them (in the result's `attrs['skipped']`) instead of failing
              **kwargs, # `ModelConfig` settings and detector options, as for `build_model`

@@ -107,13 +107,18 @@ def _shrink(a:np.ndarray, side:tuple[int,int], any_set:bool=False)->np.ndarray:
     return np.asarray(im.resize((w, h), Image.BOX))
 
 # %% ../nbs/09_report.ipynb #4a3af04b
-def _geometry(img, # the image as loaded
+def _geometry(size:tuple, # the image's own (height, width)
               valid:np.ndarray|None, # (H, W) its valid mask on the input, or None
              )->str:
     "How an image was resized, read off its valid mask: 'stretch' when it fills the input, else 'pad' or 'box' (sides rounded to 16 px)."
     if valid is None or valid.all(): return 'stretch'
     t, b, l, r = valid_box(valid)
-    return 'pad' if _fit_box(img.height, img.width, valid.shape) == (b - t, r - l) else 'box'
+    return 'pad' if _fit_box(*size, valid.shape) == (b - t, r - l) else 'box'
+
+def _prediction_geometry(pred)->str|None:
+    "How a prediction's images were resized, read off the first one that does not fill the input (None: cannot tell)."
+    if pred.valid is None or pred.orig_sizes is None: return None
+    return next((_geometry(hw, v) for hw, v in zip(pred.orig_sizes, pred.valid) if not v.all()), None)
 
 def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
                    i:int, # image index
@@ -126,7 +131,7 @@ def example_arrays(pred:Prediction, # from `AnomalyModel.predict` / `evaluate`
     mask = load_mask(s.mask) if s.mask is not None else None
     grid = pred.maps if pred.maps is not None else pred.masks
     H, W = grid.shape[1:] if grid is not None else (img.height, img.width)
-    if resize is None: resize = _geometry(img, pred.valid[i] if pred.valid is not None else None)
+    if resize is None: resize = _geometry((img.height, img.width), pred.valid[i] if pred.valid is not None else None)
     a, m, v = resize_pair(img, mask, (H, W), resize)
     f = 1.0 if thumb is None else min(1.0, thumb / max(H, W))
     side = (max(1, round(H * f)), max(1, round(W * f)))
@@ -373,6 +378,7 @@ def shape_check(labels, # image labels, 0 normal / 1 defect
                 min_each:int=2, # normal images of each orientation needed to compare
                 band:float=0.15, # warn when the AUROC is further than this from 0.5 ...
                 alpha:float=0.05, # ... and the two-sided Mann-Whitney p-value is below this
+                resize:str|None=None, # how the model resized images ('box', 'pad', 'stretch'; None: not known): chooses the remedy
                )->str|None: # a warning, or None
     "A warning when the scores of normal images depend on their orientation (portrait against landscape)."
     if sizes is None: return None
@@ -387,8 +393,10 @@ def shape_check(labels, # image labels, 0 normal / 1 defect
     name = 'portrait' if auc > 0.5 else 'landscape'
     return (f"the scores of normal images depend on their shape: {name} ones score higher (median {np.median(sc[high]):.4g} "
             f"against {np.median(sc[~high]):.4g}; AUROC {auc:.2f} of score against orientation, 0.5 = none). "
-            f"Treat high scores of {name} images with doubt; fit with resize='box' (the network on each image alone, "
-            f"--resize box on the command line), which takes the shape out of the scores")
+            f"Treat high scores of {name} images with doubt; " + (
+            f"the model already sees each image alone (resize='box'): fit it on more good {name} images (the orientation that "
+            "scores higher is usually the one the training images lack)" if resize == 'box' else
+            "fit with resize='box' (the default; the network on each image alone), which takes the shape out of the scores"))
 
 # %% ../nbs/09_report.ipynb #c3a8b248
 def _header(title:str, # page heading
@@ -399,6 +407,7 @@ def _header(title:str, # page heading
             has_maps:bool, # whether the prediction has anomaly maps
             masked:int|None=None, # defect images with a mask (None: not known)
             sizes=None, # (N, 2) original (height, width) of each image, for `shape_check`
+            resize:str|None=None, # how the model resized images, for `shape_check`'s remedy
            )->str: # HTML
     "The report's heading and summary lines: counts per label and class, and recall, false alarms and precision at the threshold."
     n, nd = len(y), int((y == 1).sum())
@@ -415,7 +424,7 @@ def _header(title:str, # page heading
     elif masked is not None and masked < nd:
         lines.append(f"{masked} of {nd} defect images have a mask: pixel metrics and curves use those and the normal images"
                      if masked else "no defect image has a mask: image-level results only (no pixel metrics, no outlines)")
-    shape = shape_check(y, s, sizes)
+    shape = shape_check(y, s, sizes, resize=resize)
     if shape: lines.append('warning: ' + shape)
     return (f"<h1 style='font:bold 20px sans-serif;margin:4px 0'>{html.escape(title)}</h1>" +
             ''.join(f"<p style='font:13px sans-serif;margin:2px 0'>{html.escape(l)}</p>" for l in lines))
@@ -441,7 +450,8 @@ def build_report(pred:Prediction, # from `AnomalyModel.evaluate` (or `predict` o
         t = _run_value(table, 'threshold')
         threshold = None if t is None else float(t)
     masked = sum(x.label == 1 and x.mask is not None for x in pred.samples)
-    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None, masked, pred.orig_sizes), name='header')]
+    parts = [Div(text=_header(title, y, s, pred.classes, threshold, pred.maps is not None, masked, pred.orig_sizes,
+                              resize or _prediction_geometry(pred)), name='header')]
     top = [confusion_div(confusion_counts(y, s, threshold)) if threshold is not None else None,
            setup_div(setup) if setup else None]
     if any(top): parts.append(row(*[d for d in top if d is not None]))
