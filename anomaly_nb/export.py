@@ -20,8 +20,9 @@ from .runtime import EXPORT_FORMAT, EXPORT_VERSION, ort_session
 
 # %% auto #0
 __all__ = ['KNN_MAX_BANK', 'INPUT_DTYPES', 'MAX_GRAPH_BYTES', 'FORMATS', 'PadimHead', 'GaussianHead', 'KnnHead', 'detector_head',
-           'masked_scores', 'ExportGraph', 'BoxExportGraph', 'arrays_sha256', 'source_record', 'export_metadata',
-           'graph_bytes', 'is_exported_file', 'check_graph', 'export_model', 'export_args', 'cmd_export']
+           'masked_scores', 'ExportGraph', 'static_same_padding', 'BoxExportGraph', 'arrays_sha256', 'source_record',
+           'export_metadata', 'graph_bytes', 'is_exported_file', 'check_graph', 'export_model', 'export_args',
+           'cmd_export']
 
 # %% ../nbs/12_export.ipynb #4c8a218e
 class PadimHead(nn.Module):
@@ -172,6 +173,44 @@ class ExportGraph(nn.Module):
         return x, v
 
 # %% ../nbs/12_export.ipynb #4437c9b3
+class _StaticSame(nn.Module):
+    "A 'same' convolution whose input is always a multiple of its stride: a constant pad, then the convolution."
+    def __init__(self, conv:nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        ph, pw = max((kh - 1) * dh + 1 - sh, 0), max((kw - 1) * dw + 1 - sw, 0)  # timm's get_same_padding for n % s == 0
+        self.pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    def forward(self, x):
+        c = self.conv
+        return F.conv2d(F.pad(x, self.pad), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+def static_same_padding(module:nn.Module, # a (copied) extractor, changed in place
+                        multiple:int=BOX_MULTIPLE, # input sides are multiples of this
+                       )->int: # convolutions replaced
+    "Replace timm's dynamic 'same' convolutions by constant padding where every input that is a multiple of `multiple` allows it."
+    try: from timm.layers.conv2d_same import Conv2dSame
+    except ImportError: return 0
+    seen, hooks = {}, []
+    def record(m, args): seen[m] = args[0].shape[-2:]  # returns None: the inputs pass unchanged
+    for m in module.modules():
+        if isinstance(m, Conv2dSame): hooks.append(m.register_forward_pre_hook(record))
+    if not hooks: return 0
+    modes = {m: m.training for m in module.modules()}
+    try:
+        with torch.no_grad(): module.eval()(torch.zeros(1, 3, multiple, multiple))  # one probe of the smallest box
+    finally:
+        for m, mode in modes.items(): m.training = mode
+        for h in hooks: h.remove()
+    fixed = {m for m, (h, w) in seen.items() if h % m.stride[0] == 0 and w % m.stride[1] == 0}
+    def swap(parent):
+        for name, child in parent.named_children():
+            if child in fixed: setattr(parent, name, _StaticSame(child))
+            else: swap(child)
+    swap(module)
+    return len(fixed)
+
+# %% ../nbs/12_export.ipynb #02d72da9
 class BoxExportGraph(nn.Module):
     "Images cut to their box (B, 3, h, w), h and w multiples of 16 -> score grids (B, gh, gw) relative to the image."
     input_names, output_names = ['images'], ['grid']
@@ -183,6 +222,7 @@ class BoxExportGraph(nn.Module):
         _exportable(model, input_dtype)
         if model.config.resize != 'box': raise ValueError(f"BoxExportGraph is for models fitted with resize='box', not {model.config.resize!r}")
         self.head, self.extractor = _head_and_extractor(model)
+        self.static_pads = static_same_padding(self.extractor)  # constant padding: the same numbers, an export in seconds
         self.size, self.grid, self.input_dtype = model.config.size, tuple(model.grid), input_dtype
         self.eval()
 
