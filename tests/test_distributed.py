@@ -80,12 +80,16 @@ def test_fit_equals_single_process(engine, data, single, capsys):
     dist = fit_model(data.train, data.tmp / "dist", data.config, engine, holdout=0.1, shard=8)
     fit_on, held = split_holdout(data.train, 0.1, data.config.seed)
     assert (dist.n_train, dist.threshold_info["n_holdout"]) == (single.n_train, single.threshold_info["n_holdout"]) == (len(fit_on), len(held))
-    # the merged moments are those of all the training features, to float64 round-off
-    feats = single.extractor.extract(single._loader(_as_samples(fit_on)), progress=False)
+    # the merged moments are those of all the training features (and, with resize='box' on tiles of many shapes, of a
+    # crop of each, as `AnomalyModel.fit` cuts them), to float64 round-off
+    fit_samples = _as_samples(fit_on)
+    feats = single._extract(single._loader(fit_samples))
+    assert single._adds_crops(fit_samples)  # the default geometry on tiles of many shapes
+    feats = np.concatenate([feats, single._extract(single._loader(fit_samples, crop_seed=single.config.seed))])
     whole = moments_of(single._detector_input(feats))
     saved = load_model(data.tmp / "dist", progress=False).detector.stats_
     errs = {k: rel(getattr(saved, k), getattr(whole, k)) for k in ("mean", "scatter", "m3", "m4")}
-    assert saved.n == whole.n == len(fit_on) and max(errs.values()) < 1e-11, errs
+    assert saved.n == whole.n == 2 * len(fit_on) and max(errs.values()) < 1e-11, errs
     # the detector's arrays (float32) and the scores
     d, s = dist.detector, single.detector
     mean_err, prec_err = rel(d.mean_, s.mean_), rel(precision(d.W_), precision(s.W_))
@@ -168,7 +172,7 @@ def test_update_equals_refit(engine, data, capsys):
     fit_model(data.train[:24], data.tmp / "u24", data.config, engine, shard=8)
     upd = update_model(data.tmp / "u24", data.train[24:], out=data.tmp / "u40", engine=engine, shard=8, device="cpu")
     full = AnomalyModel(data.config).fit(data.train)
-    assert upd.n_train == 40 and load_model(data.tmp / "u40", progress=False).detector.stats_.n == 40
+    assert upd.n_train == 40 and load_model(data.tmp / "u40", progress=False).detector.stats_.n == 80  # 40 images and their crops
     prec_err = rel(precision(upd.detector.W_), precision(full.detector.W_))
     score_err = float(np.abs(upd.predict(data.test).scores / full.predict(data.test).scores - 1).max())
     with capsys.disabled(): print(f"\nupdate 24 + 16 vs refit on 40: precision {prec_err:.1e}, scores {score_err:.1e} (relative)")
