@@ -136,9 +136,11 @@ def test_resume_across_engines(engine, data, single):
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli(["predict", str(data.tmp / "single"), *map(str, data.test[:10]), "--score-batch", "8", "-q", "-o", str(out2)]) == 0
     assert predict_images(data.tmp / "single", data.test, out2, engine, batch=8)["counts"]["resumed"] == 10
-    for folder in (out, out2):
-        assert (folder / "scores.csv").read_bytes() == (ref / "scores.csv").read_bytes()
-        for r in rows(ref):
+    for folder in (out, out2):  # resumed in other groups: the same rows, scores and maps to float32 rounding (14_distributed)
+        got, want = rows(folder), rows(ref)
+        assert [{k: v for k, v in r.items() if k != "score"} for r in got] == [{k: v for k, v in r.items() if k != "score"} for r in want]
+        np.testing.assert_allclose([float(r["score"]) for r in got], [float(r["score"]) for r in want], rtol=1e-5)
+        for r in want:
             np.testing.assert_allclose(np.load(folder / r["map"]), np.load(ref / r["map"]), rtol=1e-5, atol=1e-5)
 
 
