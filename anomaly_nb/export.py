@@ -178,9 +178,8 @@ class _StaticSame(nn.Module):
     def __init__(self, conv:nn.Conv2d):
         super().__init__()
         self.conv = conv
-        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-        ph, pw = max((kh - 1) * dh + 1 - sh, 0), max((kw - 1) * dw + 1 - sw, 0)  # timm's get_same_padding for n % s == 0
-        self.pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        from timm.layers.padding import pad_same_arg
+        self.pad = tuple(pad_same_arg(conv.stride, conv.kernel_size, conv.stride, conv.dilation))  # timm's own padding for an input of one stride: the same for any multiple
     def forward(self, x):
         c = self.conv
         return F.conv2d(F.pad(x, self.pad), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)

@@ -28,7 +28,8 @@ import torch
 
 from anomaly_nb.pipeline import AnomalyModel, ModelConfig
 from anomaly_nb.layouts import load_layout
-from anomaly_nb.thresholds import split_holdout, robust_threshold, normal_threshold, threshold_info, tail_threshold, rate_interval
+from anomaly_nb.thresholds import (split_holdout, robust_threshold, normal_threshold, threshold_info, tail_threshold, rate_interval,
+                                   fold_indices, conformal_threshold)
 from anomaly_nb.maps import image_scores
 
 def features(model, samples, path:Path, crop_seed:int|None=None)->dict:
@@ -66,8 +67,8 @@ def main():
     p.add_argument('--holdout', type=float, default=0.1)
     p.add_argument('--resize', choices=('box', 'pad', 'stretch'), default=ModelConfig().resize)
     p.add_argument('--cv', type=int, default=0, metavar='K',
-                   help='also a K-fold rule: every fitted image scored by a detector fitted without its fold sets the threshold '
-                        '(exponential tail of all of them), judged with the detector fitted on all of them')
+                   help='also two K-fold rules: every fitted image scored by a detector fitted without its fold sets the threshold '
+                        '(exponential tail, and conformal quantile, of all of them), judged with the detector fitted on all of them')
     p.add_argument('--judge-on-train', type=int, default=0, metavar='N',
                    help='choose without test images: N good training images (seeded) judge the false alarms instead of the good '
                         'test images, and the held-out share is taken from the rest')
@@ -107,15 +108,13 @@ def main():
                 m = AnomalyModel(config.replace(seed=seed))
                 f = tr['feats'][idx] if crops is None else np.concatenate([tr['feats'][idx], crops['feats'][idx]])
                 m.detector.fit(m._detector_input(f)); return m
-            order = np.random.default_rng(seed).permutation(pool)
-            folds = np.array_split(order, a.cv)
-            cv = np.concatenate([scores(fitted_on(sorted(set(pool) - set(f.tolist()))), tr, sorted(f.tolist())) for f in folds])
+            folds = [[pool[i] for i in f] for f in fold_indices(len(pool), a.cv, seed)]  # the library's folds
+            cv = np.concatenate([scores(fitted_on(sorted(set(pool) - set(f))), tr, f) for f in folds])
             whole = fitted_on(pool)
             test = scores(whole, te)
             good, bad = (scores(whole, tr, judge_i) if judge_i else test[te['labels'] == 0]), test[te['labels'] == 1]
-            k = int(np.ceil((1 - a.fpr) * (len(cv) + 1)))  # the conformal quantile: at most fpr of new good images above, on average
             for rule, t in ((f'{a.cv}-fold, exponential tail of all {len(cv)}', tail_threshold(cv, a.fpr)),
-                            (f'{a.cv}-fold, conformal quantile of all {len(cv)}', np.sort(cv)[k - 1] if k <= len(cv) else np.inf)):
+                            (f'{a.cv}-fold, conformal quantile of all {len(cv)}', conformal_threshold(cv, a.fpr))):
                 far = float((good > t).mean())
                 res.setdefault(rule, []).append((far, float((bad > t).mean()), recall_at(good, bad, far), float((cv > t).mean()),
                                                  rate_interval(int((cv > t).sum()), len(cv))[1]))

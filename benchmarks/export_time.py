@@ -1,6 +1,6 @@
 """Seconds to export a resize='box' model (free box sizes) with and without constant 'same' padding.
 
-    python benchmarks/export_time.py --shared ../shared [--images 61]
+    python benchmarks/export_time.py --shared ../shared
 
 The default model (PaDiM, tf_efficientnet_lite0 with the offline ImageNet weights, resize='box') is fitted on every
 11th good magnetic_tile training image, and `export.BoxExportGraph` is exported with the dynamo exporter twice, in one
