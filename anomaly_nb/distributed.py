@@ -17,8 +17,8 @@ from .outputs import PredictionWriter, output_name, remove_leftovers
 # %% auto #0
 __all__ = ['DASK_MISSING', 'LOADS', 'BANK_OVERSAMPLE', 'FIT_SHARD', 'Engine', 'LocalEngine', 'DaskEngine', 'imap', 'tree_reduce',
            'clear_cache', 'worker_model', 'worker_builder', 'predict_images', 'score_images', 'Part', 'fit_model',
-           'update_model', 'dask_options', 'engine_from_args', 'cmd_fit_dask', 'cmd_predict_dask', 'update_args',
-           'cmd_update']
+           'fitted_with_crops', 'update_model', 'dask_options', 'engine_from_args', 'cmd_fit_dask', 'cmd_predict_dask',
+           'update_args', 'cmd_update']
 
 # %% ../nbs/14_distributed.ipynb #ae237622
 class Engine:
@@ -371,11 +371,12 @@ def _threshold_on(engine:Engine, model, held:list, out:Path, batch:int, skip_bad
     model.threshold, model.threshold_info = threshold_info(scores, fpr)
     return [(Sample(Path(p)), r) for p, r in skipped]
 
-def _reduce_shards(engine:Engine, model, samples:list, skip_bad:bool, shard:int)->Part:
-    "The merged part of `samples`' features, computed on the engine's workers for `model`'s settings."
+def _reduce_shards(engine:Engine, model, samples:list, skip_bad:bool, shard:int, crops:bool|None=None)->Part:
+    "The merged part of `samples`' features (and their crops: None = as a fit on them alone), computed on the engine's workers."
     config = dict(model.config.to_dict(run=True), progress=False)
     if not engine.in_process: config['num_workers'] = 0
-    spec = dict(config=config, skip_bad=skip_bad, images=len(samples), crops=model._adds_crops(samples))
+    crops = model._adds_crops(samples) if crops is None else crops
+    spec = dict(config=config, skip_bad=skip_bad, images=len(samples), crops=crops)
     items = list(enumerate(_batches([str(s.path) for s in samples], shard)))
     part = engine.result(tree_reduce(engine, _fit_shard, items, _merge_parts, spec))
     if not part.n:
@@ -435,6 +436,13 @@ def fit_model(source, # MVTec AD category, folder of good images, or a list of i
         if own: engine.close()
 
 # %% ../nbs/14_distributed.ipynb #ebe61bc2
+def fitted_with_crops(model)->bool:
+    "Whether `model`'s statistics hold a crop of each training image besides the image (see `AnomalyModel._adds_crops`)."
+    stats = model.detector.stats_
+    per_image = 1 if stats.shape[0] > 1 else int(np.prod(model.grid))  # rows each image adds at each position
+    return stats.n == 2 * per_image * model.n_train
+
+# %% ../nbs/14_distributed.ipynb #0628f4d6
 def update_model(model_folder:str|Path, # a saved PaDiM or Gaussian model that carries its statistics
                  new_images, # good images to add: a folder, a category, or a list of paths
                  out:str|Path|None=None, # where to save the updated model (None: replace `model_folder`)
@@ -461,7 +469,12 @@ def update_model(model_folder:str|Path, # a saved PaDiM or Gaussian model that c
             raise ModelFileError(f"{model_folder} was saved without its statistics, so new images cannot be added to it: fit it "
                                  "once with fit_model (anomaly-nb fit --dask), which keeps them; later updates then need no refit")
         t0 = time.perf_counter()
-        part = _reduce_shards(engine, model, _as_samples(new_images), skip_bad, shard)
+        new, crops = _as_samples(new_images), fitted_with_crops(model)
+        if not crops and model._adds_crops(new):
+            warnings.warn(f"{model_folder} was fitted without aspect crops (its images had one shape), but the new images differ in "
+                          "shape: a fit on all the images would add a crop of each, old ones too; this update adds none. Fit again "
+                          "on all the images for that")
+        part = _reduce_shards(engine, model, new, skip_bad, shard, crops)
         if (part.d, part.grid) != (det.d_, model.grid):
             raise ValueError(f"the new images give {part.d} channels on a {part.grid} grid, the model {det.d_} on {model.grid}")
         det.fit_moments(det.stats_.merge(part.moments), det.d_)
