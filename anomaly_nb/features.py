@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_features.ipynb #88c565dc
 from __future__ import annotations
-import difflib, sys
+import copy, difflib, sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -188,6 +188,7 @@ class FeatureExtractor(nn.Module):
     "Base class: normalise [0, 1] images, compute features without gradients, batch over a loader."
     def __init__(self, mean, std, device=None):
         super().__init__()
+        self.training = False  # frozen features (see `train`)
         self.device = pick_device(device)
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -199,6 +200,17 @@ class FeatureExtractor(nn.Module):
     def config(self)->dict:
         "Plain values that rebuild this extractor with `get_extractor(**config)`."
         return dict(backbone=self.model_name, layers=self.layers, weights=self.weights, pool=self.pool)
+
+    def train(self, mode:bool=True):
+        "Frozen features: every layer stays in evaluation mode (batch-norm statistics, no dropout), whatever `mode` says."
+        return super().train(False)
+
+    def __deepcopy__(self, memo):
+        "A copy in evaluation mode: torch.fx's `GraphModule` copies its layers back in training mode."
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new.eval()
 
     def patch_features(self, x:torch.Tensor)->torch.Tensor: raise NotImplementedError
     def pooled_features(self, x:torch.Tensor)->torch.Tensor: return self.patch_features(x).mean((2, 3))
