@@ -211,10 +211,13 @@ class AnomalyModel:
             if len(boxes) > 1: return True
         return False
 
-    def _extract(self, loader)->np.ndarray:
-        "Features of every image of a loader, as fitting wants them."
+    def _extract(self, loader, valid:dict|None=None)->np.ndarray:
+        "Features of every image of a loader, as fitting wants them; each image's valid mask into `valid` (by index) if given."
         if self.config.resize == 'box' and not self.pooled: self._input_grid()  # once, before the forward passes run in threads
-        return self.extractor.extract(loader, pooled=self.pooled, progress=self.config.progress, streams=self.streams, forward=self._forward)
+        def forward(batch):
+            if valid is not None: valid.update(zip(batch['index'].tolist(), batch['valid'].numpy()))
+            return self._forward(batch)
+        return self.extractor.extract(loader, pooled=self.pooled, progress=self.config.progress, streams=self.streams, forward=forward)
 
     def _input_grid(self)->tuple[int,int]:
         "The feature grid of a whole input (one forward pass of a blank image, once)."
@@ -244,6 +247,11 @@ class AnomalyModel:
         f = feats.float().cpu().numpy()
         s = np.asarray(self.detector.decision_function(self._detector_input(f)), dtype=np.float32)
         return s if self.pooled else s.reshape(f.shape[0], *f.shape[2:])
+
+    def _map_scores(self, grids:np.ndarray, valid:np.ndarray)->tuple[np.ndarray, np.ndarray]:
+        "(maps, image scores) from patch-score grids (B, h, w) and the images' valid masks (B, H, W)."
+        maps = self._maps(grids, valid)
+        return maps, image_scores(maps, self.config.topk, None if valid.all() else valid)
 
 # %% ../nbs/05_pipeline.ipynb #6eba93e1
 def _as_samples(images)->list[Sample]:
@@ -278,8 +286,8 @@ def fit(self:AnomalyModel,
     samples = _training_samples(source, self.config.seed)
     folds = auto_folds(len(samples)) if holdout is None else 0
     samples, held = split_holdout(samples, holdout or 0.0, self.config.seed)
-    loader = self._loader(samples, skip_bad)
-    feats = self._extract(loader)
+    loader, valid = self._loader(samples, skip_bad), ({} if folds and not self.pooled else None)
+    feats = self._extract(loader, valid)  # the valid masks, for the folds' maps
     samples, self.skipped = [samples[i] for i in loader.kept], loader.skipped
     _finite_or_fail(feats, samples, self.extractor)
     crops = self._adds_crops(samples)
@@ -296,7 +304,8 @@ def fit(self:AnomalyModel,
         self.threshold, self.threshold_info = threshold_info(hp.scores, fpr)
     elif folds and len(samples) >= 2:
         k = min(folds, len(samples))
-        self.threshold, self.threshold_info = threshold_info(self._fold_scores(rows, samples, k, crops), fpr, folds=k)
+        valid = None if valid is None else np.stack([valid[i] for i in loader.kept])
+        self.threshold, self.threshold_info = threshold_info(self._fold_scores(rows, samples, k, crops, valid), fpr, folds=k)
     self.fit_s = time.perf_counter() - t0
     return self
 
@@ -308,20 +317,22 @@ def _fold_scores(self:AnomalyModel,
                  samples:list[Sample], # the fitted images, in the order of `rows`
                  k:int, # folds
                  crops:bool, # whether `rows` holds a crop of each image after the images
+                 valid:np.ndarray|None, # (len(samples), H, W) the images' valid masks (None for image features)
                 )->np.ndarray: # (len(samples),) each image's score by a detector fitted without its fold
     "Out-of-fold image scores: for each fold, a detector fitted on the other folds (and their crops) scores its images."
-    n = len(samples)
-    per_image = rows.reshape(n * (2 if crops else 1), -1, rows.shape[-1])  # a view: (images, rows per image, channels)
+    n, c = len(samples), rows.shape[-1]
+    per_image = rows.reshape(n * (2 if crops else 1), -1, c)  # a view: (images, rows per image, channels)
     scores = np.empty(n)
     for fold in tqdm(fold_indices(n, k, self.config.seed), desc='threshold folds', disable=not self.config.progress, leave=False):
         rest = np.setdiff1d(np.arange(n), fold)
         part = per_image[np.concatenate([rest, n + rest]) if crops else rest]
         det = build_detector(self.config)
-        det.fit(part.reshape(-1, part.shape[-1]) if self.detector.input == 'rows' else part)
+        det.fit(part.reshape(-1, c) if det.input == 'rows' else part)
         del part
-        sibling = AnomalyModel(self.config, extractor=self.extractor, detector=det)
-        sibling.grid, sibling._grid_of_input = self.grid, self._grid_of_input
-        scores[fold] = sibling.predict([samples[i] for i in fold]).scores
+        for idx in np.array_split(fold, -(-len(fold) // self.config.score_batch)):  # the features kept from fitting, in predict's groups
+            x = per_image[idx]
+            s = np.asarray(det.decision_function(x.reshape(-1, c) if det.input == 'rows' else x), dtype=np.float32)
+            scores[idx] = s if self.pooled else self._map_scores(s.reshape(len(idx), *self.grid), valid[idx])[1]
     return scores
 
 # %% ../nbs/05_pipeline.ipynb #1e4337b9
@@ -350,8 +361,8 @@ def predict_stream(self:AnomalyModel,
         chunk = Prediction([samples[i] for i in info['index']], s, masks=info['mask'], orig_sizes=info['orig_size'],
                            seconds=time.perf_counter() - t0, skipped=new_skips)
         if self.pooled: return chunk
-        chunk.maps, chunk.valid = self._maps(s, info['valid']), info['valid']
-        chunk.scores = image_scores(chunk.maps, c.topk, None if chunk.valid.all() else chunk.valid)
+        chunk.valid = info['valid']
+        chunk.maps, chunk.scores = self._map_scores(s, chunk.valid)
         return chunk
     score_waiting.n_skipped = 0
     if c.resize == 'box' and not self.pooled: self._input_grid()  # once, before the forward passes run in threads
