@@ -1,26 +1,58 @@
 """What the threshold costs: fit seconds of the default model on magnetic_tile with each way of setting it.
 
     python benchmarks/fit_time.py --shared ../shared [--repeats 1]
+    python benchmarks/fit_time.py --shared ../shared --repeats 3 --compare-with /tmp/old   # this code against an older checkout
 
 The default model (PaDiM, resize='box', offline ImageNet weights of tf_efficientnet_lite0) is fitted on all 667 good
 training images three ways, interleaved in each round: without a threshold (`holdout=0`), with a held-out tenth
 (`holdout=0.1`: fitted on 600, 67 scored) and with the out-of-fold threshold (`holdout=None`: fitted on all 667, five
-more detector fits and every image scored once more). Prints a markdown table of median wall seconds and the ratio
-to the fit without a threshold.
+more detector fits, each scoring its fold from the features fitting extracted). Prints a markdown table of median wall
+seconds and the ratio to the fit without a threshold.
+
+`--compare-with DIR` times the default way (`holdout=None`) of the package in DIR (e.g. `git worktree add /tmp/old
+<commit>`) and of this checkout instead, alternating in each round, each fit in its own process; it prints both
+thresholds, so a change meant to leave them alone can be seen to.
 """
-import argparse, os, time
+import argparse, json, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
+
+FIT = """import json, sys, anomaly_nb
 from anomaly_nb.pipeline import build_model
+m = build_model(weights=sys.argv[2], progress=False).fit(sys.argv[1], holdout=None)
+print(json.dumps(dict(package=anomaly_nb.__file__, fit_s=m.fit_s, threshold=m.threshold)))"""
+
+def fit_in(code:Path, data:Path, weights:str)->dict:
+    "Fit the default model with the package in `code` (run from there, so its `anomaly_nb` is the one imported)."
+    out = subprocess.run([sys.executable, '-c', FIT, str(data.resolve()), str(Path(weights).resolve())], cwd=code, capture_output=True, text=True)
+    if out.returncode: raise SystemExit(f"the fit in {code} failed:\n{out.stderr[-2000:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(got['package']).resolve().is_relative_to(code.resolve()), f"{code} imported {got['package']}"
+    return got
+
+def compare(old:Path, data:Path, weights:str, repeats:int):
+    codes = {'older checkout': old, 'this checkout': Path(__file__).resolve().parents[1]}
+    secs, thresholds = {k: [] for k in codes}, {k: set() for k in codes}
+    for _ in range(repeats):
+        for name, code in codes.items():
+            got = fit_in(code, data, weights)
+            secs[name].append(got['fit_s']); thresholds[name].add(got['threshold'])
+            print(f"{name}: {got['fit_s']:.1f} s, threshold {got['threshold']!r}", flush=True)
+    base = np.median(secs['older checkout'])
+    print(f"\nmedian of {repeats} round(s), holdout=None\n\n| code | fit s | ratio | threshold |\n|---|---|---|---|")
+    for name, v in secs.items(): print(f"| {name} | {np.median(v):.1f} | {np.median(v) / base:.2f} | {sorted(thresholds[name])} |")
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[2] / 'shared')))
     p.add_argument('--repeats', type=int, default=1)
+    p.add_argument('--compare-with', type=Path, help='a checkout of an older commit: time its default fit against this one')
     a = p.parse_args()
     data = a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile'
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
+    if a.compare_with: return compare(a.compare_with, data, weights, a.repeats)
+    from anomaly_nb.pipeline import build_model
     ways = {'no threshold (holdout=0)': 0.0, 'held-out tenth (holdout=0.1)': 0.1, '5 folds (holdout=None, the default)': None}
     secs, load0 = {k: [] for k in ways}, os.getloadavg()[0]
     for _ in range(a.repeats):
