@@ -359,17 +359,22 @@ def _merge_parts(a:Part, b:Part, spec:dict)->Part:
 # %% ../nbs/14_distributed.ipynb #d8191087
 FIT_SHARD = 32  # training images per shard: the unit of a fit task (a PaDiM part is 189 MB whatever its size)
 
-def _threshold_on(engine:Engine, model, held:list, out:Path, batch:int, skip_bad:bool, fpr:float, load:dict)->list:
-    "Set `model`'s threshold from the scores of the held-out images, computed on the workers; the files skipped."
-    from anomaly_nb.thresholds import threshold_info
+def _scores_on(engine:Engine, model, images:list, out:Path, batch:int, skip_bad:bool, load:dict)->tuple[np.ndarray, list]:
+    "(scores, skipped samples) of `images` by an unsaved `model`, computed on the workers from a copy saved beside `out`."
     from anomaly_nb.saving import save_model
     from anomaly_nb.data import Sample
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f'.{out.name}.', suffix='.holdout', dir=out.parent) as t:
         save_model(model, Path(t)/'model', threshold=None)
-        scores, skipped = score_images(engine, Path(t)/'model', [s.path for s in held], batch, skip_bad, **load)
+        scores, skipped = score_images(engine, Path(t)/'model', [s.path for s in images], batch, skip_bad, **load)
+    return scores, [(Sample(Path(p)), r) for p, r in skipped]
+
+def _threshold_on(engine:Engine, model, held:list, out:Path, batch:int, skip_bad:bool, fpr:float, load:dict)->list:
+    "Set `model`'s threshold from the scores of the held-out images, computed on the workers; the files skipped."
+    from anomaly_nb.thresholds import threshold_info
+    scores, skipped = _scores_on(engine, model, held, out, batch, skip_bad, load)
     model.threshold, model.threshold_info = threshold_info(scores, fpr)
-    return [(Sample(Path(p)), r) for p, r in skipped]
+    return skipped
 
 def _reduce_shards(engine:Engine, model, samples:list, skip_bad:bool, shard:int, crops:bool|None=None)->Part:
     "The merged part of `samples`' features (and their crops: None = as a fit on them alone), computed on the engine's workers."
@@ -400,12 +405,31 @@ def _fit_part(model, part:Part):
     model.grid, model.n_train = part.grid, part.n
     model.skipped = _skipped_samples(part)
 
+def _fit_with_folds(engine:Engine, model, samples:list, k:int, out:Path, skip_bad:bool, shard:int, fpr:float, load:dict):
+    "Fit a moments model from one part per fold and set its threshold from out-of-fold scores, as `AnomalyModel.fit(holdout=None)`."
+    from functools import reduce
+    from anomaly_nb.pipeline import AnomalyModel, build_detector
+    from anomaly_nb.thresholds import fold_indices, threshold_info
+    folds = fold_indices(len(samples), k, model.config.seed)
+    crops = model._adds_crops(samples)  # crops of every fold's images when all the images differ in shape, as one fit would
+    parts = [_reduce_shards(engine, model, [samples[i] for i in f], skip_bad, shard, crops) for f in folds]
+    merged = lambda ps: reduce(lambda a, b: _merge_parts(a, b, {}), ps)  # moments merge exactly, on the driver
+    _fit_part(model, merged(parts))
+    scores = np.full(len(samples), np.nan)
+    for f, (fold, part) in enumerate(zip(folds, parts)):
+        sibling = AnomalyModel(model.config, extractor=model.extractor, detector=build_detector(model.config))
+        _fit_part(sibling, merged([p for g, p in enumerate(parts) if g != f]))  # the statistics of the other folds
+        left_out = {p for p, _ in part.skipped}
+        kept = [i for i in fold if str(samples[i].path) not in left_out]
+        scores[kept], _ = _scores_on(engine, sibling, [samples[i] for i in kept], out, model.config.score_batch, skip_bad, load)
+    model.threshold, model.threshold_info = threshold_info(scores[~np.isnan(scores)], fpr, folds=k)
+
 # %% ../nbs/14_distributed.ipynb #e940caea
 def fit_model(source, # MVTec AD category, folder of good images, or a list of image paths (the same paths on every worker)
               out:str|Path, # model folder to write: new, empty, or a model to replace
               config=None, # a `pipeline.ModelConfig` (None: the defaults); its detector must be padim, gaussian or knn
               engine:Engine|None=None, # where shards run (None: a `LocalEngine`, closed at the end)
-              holdout:float|None=0.0, # share of the good images held out to set the threshold (None: 10 % where that is an image; the folds of a local fit need every image's features in one process)
+              holdout:float|None=0.0, # share of the good images held out to set the threshold (None: PaDiM and Gaussian fit on all, threshold from out-of-fold scores; kNN holds out 10 %)
               fpr:float=0.01, # false-alarm rate the threshold aims for
               skip_bad:bool=False, # leave out unreadable images (in `model.skipped`) instead of failing
               shard:int=FIT_SHARD, # training images per task
@@ -413,7 +437,7 @@ def fit_model(source, # MVTec AD category, folder of good images, or a list of i
     "Fit on an engine's workers (features per shard, statistics merged exactly) and save the model, with its statistics."
     from anomaly_nb.pipeline import AnomalyModel, ModelConfig, _as_samples, build_detector
     from anomaly_nb.saving import save_model, is_model_folder, _weights_record
-    from anomaly_nb.thresholds import split_holdout, auto_holdout, check_holdout_fpr
+    from anomaly_nb.thresholds import split_holdout, auto_holdout, auto_folds, check_holdout_fpr
     check_holdout_fpr(holdout, fpr)
     config = config or ModelConfig()
     _kind(build_detector(config))  # what cannot work is refused before any work
@@ -424,11 +448,15 @@ def fit_model(source, # MVTec AD category, folder of good images, or a list of i
         t0 = time.perf_counter()
         model = AnomalyModel(config)
         samples = _as_samples(source)
-        samples, held = split_holdout(samples, auto_holdout(len(samples)) if holdout is None else holdout, model.config.seed)
-        _fit_part(model, _reduce_shards(engine, model, samples, skip_bad, shard))
-        if held:
-            load = _load_settings(engine, None, False, {k: model.config.to_dict(run=True)[k] for k in ('device', 'batch_size', 'streams')})
-            model.skipped += _threshold_on(engine, model, held, out, model.config.score_batch, skip_bad, fpr, load)
+        load = _load_settings(engine, None, False, {k: model.config.to_dict(run=True)[k] for k in ('device', 'batch_size', 'streams')})
+        if holdout is None and _kind(model.detector) == 'moments':
+            k = auto_folds(len(samples))  # 0, with a warning, below two images: no threshold
+            if k: _fit_with_folds(engine, model, samples, k, out, skip_bad, shard, fpr, load)
+            else: _fit_part(model, _reduce_shards(engine, model, samples, skip_bad, shard))
+        else:
+            samples, held = split_holdout(samples, auto_holdout(len(samples)) if holdout is None else holdout, model.config.seed)
+            _fit_part(model, _reduce_shards(engine, model, samples, skip_bad, shard))
+            if held: model.skipped += _threshold_on(engine, model, held, out, model.config.score_batch, skip_bad, fpr, load)
         model.fit_s = time.perf_counter() - t0
         save_model(model, out)
         return model

@@ -102,6 +102,19 @@ def test_fit_equals_single_process(engine, data, single, capsys):
     assert abs(dist.threshold / single.threshold - 1) < 1e-5
 
 
+def test_fold_threshold_equals_single_process(engine, data, capsys):
+    "holdout=None: one part per fold merged on the driver, each fold scored on the workers by the others' statistics."
+    local = AnomalyModel(data.config).fit(data.train, holdout=None)
+    dist = fit_model(data.train, data.tmp / "dist_folds", data.config, engine, holdout=None, shard=8)
+    a, b = dist.threshold_info, local.threshold_info
+    assert (a["folds"], a["n_holdout"], dist.n_train) == (b["folds"], b["n_holdout"], local.n_train) == (5, 40, 40)
+    score_err, mean_err = rel(a["holdout_scores"], b["holdout_scores"]), rel(dist.detector.mean_, local.detector.mean_)
+    assert score_err < 1e-4 and mean_err < 1e-5 and abs(dist.threshold / local.threshold - 1) < 1e-4, (score_err, mean_err)
+    assert load_model(data.tmp / "dist_folds", progress=False).threshold == dist.threshold
+    with capsys.disabled():
+        print(f"\nfold threshold on 2 workers vs one process: out-of-fold scores {score_err:.1e} (relative), "
+              f"threshold {dist.threshold:.6g} vs {local.threshold:.6g}")
+
 def test_gaussian_fit_equals_single_process(engine, data):
     config = data.config.replace(detector="gaussian")
     dist = fit_model(data.train[:16], data.tmp / "dist_gauss", config, engine, shard=5)
