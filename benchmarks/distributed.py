@@ -1,6 +1,6 @@
 """Predict and fit on a local Dask cluster against one process; the cost of the merge; kNN's coreset of coresets.
 
-    python benchmarks/distributed.py [--images 256] [--repeats 3] [--workers 1 2] [--no-knn]
+    python benchmarks/distributed.py [--images 256] [--repeats 3] [--workers 1 2] [--no-knn] [--fit-holdout none]
 
 The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights, 256 px) is fitted on magnetic_tile's
 667 train/good images in this process, then:
@@ -12,7 +12,9 @@ The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights
    the cluster's overhead per image is the difference with one process. The one-off costs (cluster start, the model's
    load on a worker) and the latency of an empty task are reported apart.
 2. fit: `AnomalyModel.fit` on the 667 images in one process against `distributed.fit_model` on each cluster (shards of
-   32 images, no held-out images), interleaved rounds, and how far the results are apart.
+   32 images, no held-out images), interleaved rounds, and how far the results are apart. With `--fit-holdout none`
+   both fits set the threshold from out-of-fold scores of all the images (5 folds, the command line's default): the
+   thresholds are compared too.
 3. merge: one `Moments.merge` of two default-size parts (1,024 positions x 152 channels), a part's pickled size, and
    `fit_moments` (1,024 eigendecompositions) from the merged moments.
 4. kNN (128 px, coreset bank of 10,000): one coreset in one process against the coreset of per-shard coresets on 2
@@ -81,6 +83,7 @@ def main():
     p.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     p.add_argument('--no-knn', dest='knn', action='store_false')
     p.add_argument('--train', type=int, default=None, help='fit on the first N train/good images only (a quick check)')
+    p.add_argument('--fit-holdout', choices=['0', 'none'], default='0', help="the fits' threshold: none (0) or from 5 folds (none)")
     a = p.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from anomaly_nb.data import mvtec_samples
@@ -119,14 +122,17 @@ def main():
     predict_rows = [('one process (`anomaly-nb predict`)', a.images / med['single'][0], 1e3 * med['single'][1] / a.images, '')]
     predict_rows += [(f'Dask LocalCluster, {n} worker{"s" * (n > 1)} x 1 thread', a.images / med[n][0], 1e3 * med[n][1] / a.images, one_off[n])
                      for n in a.workers]
-    fits, errs = {k: [] for k in ['single', *a.workers]}, {}
+    fits, errs, holdout = {k: [] for k in ['single', *a.workers]}, {}, (None if a.fit_holdout == 'none' else 0.0)
     for r in range(a.fit_repeats):
-        t0 = time.perf_counter(); AnomalyModel(config).fit(train); fits['single'].append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); one = AnomalyModel(config).fit(train, holdout=holdout); fits['single'].append(time.perf_counter() - t0)
         for n, e in engines.items():
-            t0 = time.perf_counter(); dist = fit_model(train, work / f'dist_model_{n}', config, e); fits[n].append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); dist = fit_model(train, work / f'dist_model_{n}', config, e, holdout=holdout); fits[n].append(time.perf_counter() - t0)
             d, s = dist.detector, single.detector
             errs[n] = (f"mean {rel(d.mean_, s.mean_):.0e}, precision {rel(precision(d.W_), precision(s.W_)):.0e}, "
                    f"scores {np.abs(dist.predict(test[:64]).scores / ref_scores - 1).max():.0e}")
+            if holdout is None:
+                errs[n] += (f"; out-of-fold scores {rel(dist.threshold_info['holdout_scores'], one.threshold_info['holdout_scores']):.0e}, "
+                            f"threshold {dist.threshold:.6g} vs {one.threshold:.6g}")
     fit_single = statistics.median(fits['single'])
     fit_rows = [('one process (`AnomalyModel.fit`)', fit_single, '', '')]
     fit_rows += [(f'Dask LocalCluster, {n} worker{"s" * (n > 1)}', statistics.median(fits[n]), f'{fit_single / statistics.median(fits[n]):.2f}', errs[n])
@@ -138,7 +144,8 @@ def main():
     print(f"## Predict: {a.images} images of magnetic_tile, maps + overlays + scores.csv written (median of {a.repeats} interleaved rounds)\n")
     print('| where | images/s | CPU ms per image | one-off costs |\n|---|---|---|---|')
     for r in predict_rows: print(f'| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]} |')
-    print(f"\n## Fit: PaDiM on {len(train)} images (shards of 32, no held-out images; median of {a.fit_repeats} interleaved rounds)\n")
+    how = 'threshold from 5 folds' if holdout is None else 'no threshold'
+    print(f"\n## Fit: PaDiM on {len(train)} images (shards of 32, {how}; median of {a.fit_repeats} interleaved rounds)\n")
     print('| where | seconds | speed-up | distance to the one-process fit (relative) |\n|---|---|---|---|')
     for r in fit_rows: print(f'| {r[0]} | {r[1]:.1f} | {r[2]} | {r[3]} |')
 
