@@ -1,12 +1,13 @@
 """The adaptor + discriminator detector (SimpleNet's recipe) against PaDiM on magnetic_tile.
 
-    python benchmarks/adaptor.py select  [--shared ../shared]   # choose settings on synthetic defects
+    python benchmarks/adaptor.py select  [--shared ../shared] [--large]   # choose settings on synthetic defects
     python benchmarks/adaptor.py compare [--shared ../shared]   # the test table, side by side
 
 `select` never reads test/: it holds out 120 of the 667 good training images (seeded), keeps 40 of
 them good and paints synthetic defects on the other 80 (soft bright or dark blobs, thin dark
 scratches, small dark spots; masks where the change is), fits on the remaining 547 and scores every
-candidate setting on those 120 images. Features are extracted once and shared by all candidates.
+candidate setting on those 120 images. Features are extracted once and shared by all candidates. With `--large`
+the 80 are painted with one large region of changed texture each instead (`paint_large`, 25-60 % of the tile).
 
 `compare` fits each detector on all of train/good and scores all 673 test images on the same
 features (the backbone runs once; the loader, extractor, maps and image scores are the library's, as
@@ -17,6 +18,7 @@ detectors have run). Prints one markdown table.
 import argparse, os, shutil, time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -56,19 +58,38 @@ def paint(img:np.ndarray, rng:np.random.Generator)->tuple[np.ndarray, np.ndarray
     out = np.clip(img.astype(np.float32) + delta, 0, 255).astype(np.uint8)
     return out, (prof >= 0.5), str(kind)
 
-def synthetic_split(category:Path, n_hold:int=120, n_good:int=40, seed:int=0):
-    "(fit samples, validation samples) from train/good only; the validation defects are painted into a temp folder."
+def paint_large(img:np.ndarray, rng:np.random.Generator)->tuple[np.ndarray, np.ndarray, str]:
+    "A large region of changed texture on a gray image, 25-60 % of its area: (image, mask, kind), like uneven grinding."
+    h, w = img.shape
+    yy, xx = np.mgrid[:h, :w]
+    share = rng.uniform(0.25, 0.6)  # of the image's area, for an ellipse of random aspect and angle
+    aspect, a = np.exp(rng.uniform(np.log(0.5), np.log(2))), rng.uniform(0, np.pi)
+    ry = np.sqrt(share * h * w / (np.pi * aspect)); rx = ry * aspect
+    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+    u = ((xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)) / rx
+    v = (-(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)) / ry
+    prof = np.clip(4 * (1 - np.sqrt(u ** 2 + v ** 2)), 0, 1)  # soft edge over the outer quarter of the radius
+    x = img.astype(np.float32)
+    smooth = cv2.GaussianBlur(x, (0, 0), rng.uniform(1.5, 3.0))
+    kind = rng.choice(['smoother', 'rougher'])
+    changed = smooth if kind == 'smoother' else x + rng.uniform(0.6, 1.2) * (x - smooth)  # grinding marks removed / deepened
+    changed = changed + rng.choice([-1, 1]) * rng.uniform(3, 10)  # and lit a little differently
+    out = np.clip(x + prof * (changed - x), 0, 255).astype(np.uint8)
+    return out, (prof >= 0.5), str(kind)
+
+def synthetic_split(category:Path, n_hold:int=120, n_good:int=40, seed:int=0, large:bool=False):
+    "(fit samples, validation samples) from train/good only; the validation defects (`large`: `paint_large`) are painted into a temp folder."
     goods = sorted((category/'train'/'good').glob('*.png'))
     rng = np.random.default_rng(seed)
     hold = set(rng.choice(len(goods), n_hold, replace=False).tolist())
     fit = [Sample(p) for i, p in enumerate(goods) if i not in hold]
     held = [goods[i] for i in sorted(hold)]
-    out = Path(os.environ.get('TMPDIR', '/tmp'))/f'adaptor_val_{seed}'
+    out = Path(os.environ.get('TMPDIR', '/tmp'))/f'adaptor_val_{seed}{"_large" if large else ""}'
     shutil.rmtree(out, ignore_errors=True); (out/'img').mkdir(parents=True); (out/'mask').mkdir()
     val = [Sample(p) for p in held[:n_good]]
     for p in held[n_good:]:
         img = np.asarray(Image.open(p).convert('L'))
-        d, m, kind = paint(img, rng)
+        d, m, kind = (paint_large if large else paint)(img, rng)
         Image.fromarray(d).save(out/'img'/f'{kind}_{p.name}')
         Image.fromarray((m * 255).astype(np.uint8)).save(out/'mask'/f'{kind}_{p.name}')
         val.append(Sample(out/'img'/f'{kind}_{p.name}', label=1, defect=kind, mask=out/'mask'/f'{kind}_{p.name}'))
@@ -117,9 +138,9 @@ CANDIDATES = {  # name: detector keyword arguments; the first is the reference
 }
 COMBOS = {'padim score + knn map': ('padim', 'knn full bank')}  # (image score from, map from)
 
-def select(category:Path, weights:Path, names:list[str]):
+def select(category:Path, weights:Path, names:list[str], large:bool=False):
     model = build_model(weights=weights, progress=False)
-    fit, val = synthetic_split(category)
+    fit, val = synthetic_split(category, large=large)
     t0 = time.perf_counter()
     ftr, _, _ = features(model, fit)
     fva, valid, masks = features(model, val)
@@ -199,13 +220,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('mode', choices=['select', 'compare'])
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[2] / 'shared')))
+    p.add_argument('--large', action='store_true', help='select: paint large regions of changed texture (`paint_large`) instead')
     p.add_argument('--candidates', nargs='+', default=list(CANDIDATES), choices=list(CANDIDATES), help='select: settings to try')
     p.add_argument('--configs', nargs='+', default=list(CONFIGS), choices=list(CONFIGS), help='compare: detectors to run')
     p.add_argument('--cache', type=Path, default=None, help='compare: keep the features (and their times) here and reuse them')
     a = p.parse_args()
     category = a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile'
     weights = a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors'
-    if a.mode == 'select': select(category, weights, a.candidates)
+    if a.mode == 'select': select(category, weights, a.candidates, a.large)
     else: compare(category, weights, a.configs, cache=a.cache)
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ shrinkage towards the mean variance does not drown them), times the variant's fa
 
 Sets: `mt`, 547 good magnetic_tile training images fitted, 40 held-out good and 80 with painted defects scored
 (`benchmarks/adaptor.py`'s `synthetic_split`; its *blob* class is the nearest to uneven); `demo`, the command line's
-demo data (synthetic, test split). Neither reads a test defect: choices are made on them. `mt-test` (all 667 good
+demo data (synthetic, test split); `mt-large`, the `mt` split with large regions of changed texture painted instead
+(`paint_large`: 25-60 % of the tile smoother or rougher, lit a little differently). None of them reads a test defect: choices are made on them. `mt-test` (all 667 good
 training images fitted, the 673 test images scored) only checks a choice afterwards. Prints one JSON line per set and
 variant: image AUROC / pooled pixel AUROC / PRO per class. `--relative-maps` adds, for each variant, the same maps less
 each image's median (image scores unchanged): a per-image baseline for the pooled pixel metrics.
@@ -74,7 +75,7 @@ def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:b
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=['mt', 'demo', 'mt-test'])
+    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=['mt', 'mt-large', 'demo', 'mt-test'])
     p.add_argument('--relative-maps', action='store_true', help='also score each variant with maps less their median')
     p.add_argument('--variants', default='[[null,1,{}]]', help='JSON list of [channels or null, factor, ModelConfig settings]')
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))
@@ -82,7 +83,7 @@ def main():
     fm.TimmFeatureExtractor.patch_features = with_context
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     for s in a.sets:
-        if s == 'mt': fit, val = synthetic_split(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile')
+        if s in ('mt', 'mt-large'): fit, val = synthetic_split(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile', large=s == 'mt-large')
         elif s == 'mt-test': fit = a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile'; val = evaluation_samples(fit)
         else:
             root = a.cache / 'demo'
