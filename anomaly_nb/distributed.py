@@ -467,7 +467,7 @@ def fit_model(source, # MVTec AD category, folder of good images, or a list of i
 def fitted_with_crops(model)->bool:
     "Whether `model`'s statistics hold a crop of each training image besides the image (see `AnomalyModel._adds_crops`)."
     stats = model.detector.stats_
-    per_image = 1 if stats.shape[0] > 1 else int(np.prod(model.grid))  # rows each image adds at each position
+    per_image = 1 if stats.shape[0] > 1 or model.grid is None else int(np.prod(model.grid))  # rows each image adds at each position
     return stats.n == 2 * per_image * model.n_train
 
 # %% ../nbs/14_distributed.ipynb #0628f4d6
