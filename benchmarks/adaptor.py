@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from anomaly_nb.data import ImageDataset, Sample, make_loader
+from anomaly_nb.data import ImageDataset, Sample
 from anomaly_nb.detectors import get_detector
 from anomaly_nb.images import image_part
-from anomaly_nb.maps import anomaly_maps, image_scores
+from anomaly_nb.maps import image_scores
 from anomaly_nb.metrics import metrics_table
 from anomaly_nb.pipeline import build_model, to_rows
 
@@ -101,23 +101,26 @@ def pixel_info(model, samples):
     items = [ds[i] for i in range(len(samples))]
     return np.stack([it['valid'].numpy() for it in items]), np.stack([it['mask'].numpy() for it in items])
 
-def features(model, samples, info:bool=True):
-    "Patch features (N, C, h, w) as `AnomalyModel.fit` extracts them and, with `info`, `pixel_info` (read again)."
-    c = model.config
-    loader = make_loader(ImageDataset(samples, c.size, c.resize), model.batch_size, c.num_workers)
-    feats = model.extractor.extract(loader, progress=False, streams=model.streams)
+def features(model, samples, info:bool=True, crops:bool=False):
+    """Patch features (N, C, h, w) as `AnomalyModel.fit` extracts them (the model's geometry: with resize='box' each
+    image's own box; `crops`: then a crop of random aspect of each, where fitting adds them) and, with `info`,
+    `pixel_info` (read again)."""
+    feats = model._extract(model._loader(samples))
+    if crops and model._adds_crops(samples):
+        feats = np.concatenate([feats, model._extract(model._loader(samples, crop_seed=model.config.seed))])
     return (feats, *pixel_info(model, samples)) if info else (feats, None, None)
 
 def det_input(det, feats):
     rows = to_rows(feats)
     return rows if det.input == 'rows' else rows.reshape(feats.shape[0], -1, feats.shape[1])
 
-def score_maps(det, feats, size, sigma=4.0, chunk=64):
+def score_maps(det, feats, model, valid, chunk=64):
+    "Anomaly maps of features by a fitted detector, placed on the input as the model places them (`AnomalyModel._maps`)."
     out = []
     for i in range(0, len(feats), chunk):
         f = feats[i:i+chunk]
         out.append(np.asarray(det.score(det_input(det, f))).reshape(len(f), *f.shape[2:]))
-    return anomaly_maps(np.concatenate(out), size, sigma)
+    return model._maps(np.concatenate(out), valid)
 
 def table(samples, maps, valid, masks, scores=None):
     scores = image_scores(maps, None, valid) if scores is None else scores
@@ -142,7 +145,7 @@ def select(category:Path, weights:Path, names:list[str], large:bool=False):
     model = build_model(weights=weights, progress=False)
     fit, val = synthetic_split(category, large=large)
     t0 = time.perf_counter()
-    ftr, _, _ = features(model, fit)
+    ftr, _, _ = features(model, fit, info=False, crops=True)
     fva, valid, masks = features(model, val)
     print(f"features: {len(fit)} fit + {len(val)} validation images in {time.perf_counter() - t0:.0f} s", flush=True)
     rows, maps = [], {}
@@ -153,7 +156,7 @@ def select(category:Path, weights:Path, names:list[str], large:bool=False):
     for name in names:
         kw = dict(CANDIDATES[name]); det = get_detector(kw.pop('detector'), **kw)
         t0 = time.perf_counter(); det.fit(det_input(det, ftr)); fs = time.perf_counter() - t0
-        maps[name] = score_maps(det, fva, model.size)
+        maps[name] = score_maps(det, fva, model, valid)
         add(name, table(val, maps[name], valid, masks), f'{fs:.0f}')
     for name, (score_of, map_of) in COMBOS.items():
         if score_of in maps and map_of in maps:
@@ -184,7 +187,7 @@ def compare(category:Path, weights:Path, configs:list[str], combos:bool=True, ca
         ftr, fte = np.load(cache/'train.npy'), np.load(cache/'test.npy')
         feat_fit, feat_test = (tuple(x) for x in np.load(cache/'seconds.npy'))
     else:
-        t0 = clock(); ftr, _, _ = features(model, train, info=False); t1 = clock()
+        t0 = clock(); ftr, _, _ = features(model, train, info=False, crops=True); t1 = clock()
         fte, _, _ = features(model, test, info=False); t2 = clock()
         feat_fit, feat_test = (t1[0] - t0[0], t1[1] - t0[1]), (t2[0] - t1[0], t2[1] - t1[1])
         if cache:
@@ -203,7 +206,7 @@ def compare(category:Path, weights:Path, configs:list[str], combos:bool=True, ca
         desc, kw = CONFIGS[name]
         kw = dict(kw); det = get_detector(kw.pop('detector'), **kw)
         a = clock(); det.fit(det_input(det, ftr)); b = clock()
-        maps = score_maps(det, fte, model.size); c = clock()
+        maps = score_maps(det, fte, model, valid); c = clock()
         results[name] = maps
         fit_s = f'{feat_fit[0] + b[0] - a[0]:.0f} / {feat_fit[1] + b[1] - a[1]:.0f}'
         s_img = f'{(feat_test[0] + c[0] - b[0]) / len(test):.3f} / {(feat_test[1] + c[1] - b[1]) / len(test):.3f}'
