@@ -8,13 +8,13 @@ run: as `export_model` does it (timm's run-time 'same' padding replaced by const
 and with the extractor's 'same' convolutions left as they are. Prints the seconds of `torch.export.export` and of the
 ONNX translation of each, and checks that the two graphs compute the same grids on a box size neither was traced with.
 """
-import argparse, contextlib, copy, io, os, time, warnings
+import argparse, contextlib, io, os, time, warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from anomaly_nb.data import mvtec_samples
-from anomaly_nb.export import BoxExportGraph, ort_session
+from anomaly_nb.export import BoxExportGraph, _head_and_extractor, ort_session
 from anomaly_nb.pipeline import build_model
 
 def timed_export(graph)->tuple[float, float, bytes]:
@@ -39,8 +39,7 @@ def main():
                         device='cpu').fit(cat['train'][::11])
     fixed = BoxExportGraph(model)
     stock = BoxExportGraph(model)
-    stock.extractor = copy.deepcopy(model.extractor).cpu().eval()  # the extractor as fitted: run-time 'same' padding
-    stock.extractor.device = torch.device('cpu')
+    stock.extractor = _head_and_extractor(model)[1]  # a CPU copy of the extractor as fitted: run-time 'same' padding
     rows, protos = [], {}
     for name, g in (('constant padding (export_model)', fixed), ("run-time 'same' padding", stock)):
         te, tx, protos[name] = timed_export(g)

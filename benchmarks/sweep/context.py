@@ -72,10 +72,21 @@ def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:b
         print(json.dumps({'set': name, 'channels': channels, 'factor': factor, 'settings': settings, 'relative_maps': relative,
                           'fit_s': round(fit_s), **row}), flush=True)
 
+SETS = ['mt', 'mt-large', 'demo', 'mt-test']
+
+def load_set(name:str, shared:Path, cache:Path)->tuple:
+    "(what to fit on, samples to score) of one of `SETS` (see the module's text)."
+    category = shared / 'data' / 'magnetic_tile' / 'magnetic_tile'
+    if name in ('mt', 'mt-large'): return synthetic_split(category, large=name == 'mt-large')
+    if name == 'mt-test': return category, evaluation_samples(category)
+    root = cache / 'demo'
+    if not root.exists(): make_synthetic_category(root, seed=0)
+    return root, evaluation_samples(root)
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=['mt', 'mt-large', 'demo', 'mt-test'])
+    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=SETS)
     p.add_argument('--relative-maps', action='store_true', help='also score each variant with maps less their median')
     p.add_argument('--variants', default='[[null,1,{}]]', help='JSON list of [channels or null, factor, ModelConfig settings]')
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))
@@ -83,12 +94,7 @@ def main():
     fm.TimmFeatureExtractor.patch_features = with_context
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     for s in a.sets:
-        if s in ('mt', 'mt-large'): fit, val = synthetic_split(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile', large=s == 'mt-large')
-        elif s == 'mt-test': fit = a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile'; val = evaluation_samples(fit)
-        else:
-            root = a.cache / 'demo'
-            if not root.exists(): make_synthetic_category(root, seed=0)
-            fit, val = root, evaluation_samples(root)
+        fit, val = load_set(s, a.shared, a.cache)
         for channels, factor, settings in json.loads(a.variants): run(s, fit, val, weights, channels, factor, a.relative_maps, **settings)
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ score is the combined map's maximum, as the library's.
 
 Sets (no test defect read): `mt`, 547 good magnetic_tile training images fitted, 40 held-out good and 80 with
 painted defects scored (`benchmarks/adaptor.py`'s `synthetic_split`; *blob* is the nearest to uneven); `demo`, the
-command line's demo data. Prints one JSON line per set and variant: image AUROC / pooled pixel AUROC / PRO per class.
+command line's demo data; `mt-large` and the check set `mt-test` as in `context.py`. Prints one JSON line per set
+and variant: image AUROC / pooled pixel AUROC / PRO per class.
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -19,11 +20,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from adaptor import synthetic_split
-from anomaly_nb.data import make_synthetic_category
+from context import SETS, load_set  # the same selection sets (this folder is on the path when run as a script)
 from anomaly_nb.images import image_part
 from anomaly_nb.metrics import metrics_table
-from anomaly_nb.pipeline import build_model, evaluation_samples
+from anomaly_nb.pipeline import build_model
 
 def parts(pred)->list[np.ndarray]:
     "Each map cut to its image's part of the input."
@@ -37,17 +37,13 @@ def report(name:str, variant:str, ref, masks:list, maps:list):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['demo', 'mt'], choices=['demo', 'mt'])
+    p.add_argument('--sets', nargs='+', default=['demo', 'mt'], choices=SETS, help="as `context.py`'s")
     p.add_argument('--sizes', nargs='+', type=int, default=[256, 128, 192], help='input sizes; the first is the reference frame')
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))
     a = p.parse_args()
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     for name in a.sets:
-        if name == 'mt': fit, val = synthetic_split(a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile')
-        else:
-            root = a.cache / 'demo'
-            if not root.exists(): make_synthetic_category(root, seed=0)
-            fit, val = root, evaluation_samples(root)
+        fit, val = load_set(name, a.shared, a.cache)
         preds = {}
         for s in a.sizes:
             t0 = time.perf_counter()
