@@ -23,7 +23,7 @@ The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights
 
 Prints markdown tables. The machine is shared: run it with `nice` and read the ratios more than the absolute values.
 """
-import argparse, os, pickle, shutil, statistics, sys, tempfile, time
+import argparse, atexit, os, pickle, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -91,6 +91,7 @@ def main():
     from anomaly_nb.pipeline import AnomalyModel, ModelConfig
     from anomaly_nb.saving import save_model, load_model
     work = Path(tempfile.mkdtemp(prefix='distributed_bench_'))
+    atexit.register(shutil.rmtree, work, True)  # removed however the run ends
     cat = mvtec_samples(a.data)
     train, test = cat['train'][:a.train], cat['test']
     images = [test[i % len(test)].path for i in range(a.images)]
@@ -162,7 +163,6 @@ def main():
         print('|---|---|---|---|---|')
         for r in knn: print('| ' + ' | '.join(r) + ' |')
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def knn_comparison(engine, train, test, config, work):

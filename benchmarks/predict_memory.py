@@ -9,7 +9,7 @@ distinct names, so every image is decoded, scored and written), and on one 8000Ã
 (`ru_maxrss`). Prints one markdown table. Predict streams (`AnomalyModel.predict_stream` + `outputs.PredictionWriter`),
 so the peak should be flat in N.
 """
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, atexit, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ def main():
     p.add_argument('--counts', type=int, nargs='+', default=[100, 1000, 10000])
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix='predict_memory_'))
+    atexit.register(shutil.rmtree, work, True)  # removed however the run ends (the outputs here run to GBs)
     model = work / 'model'
     from anomaly_nb.cli import main as cli
     assert cli(['fit', str(a.data), '--weights', str(a.weights), '-q', '-o', str(model)]) == 0

@@ -8,7 +8,7 @@ and interleaved in every repeat (CPU time of this process, median over the repea
 `data.resize_pair` does). Prints one markdown table with the ratio of the two resizes, the share of
 decode + resize saved, and the mean and largest pixel difference between the two results.
 """
-import argparse, statistics, tempfile, time
+import argparse, atexit, shutil, statistics, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ def main():
     p.add_argument('--repeats', type=int, default=15)
     a = p.parse_args()
     rng, tmp = np.random.default_rng(0), Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, tmp, True)  # removed however the run ends
     files = []
     for i, (hw, mode) in enumerate(SHAPES):
         f = tmp/f'{i}.png'; surface(rng, hw, mode).save(f); files.append((f, hw, mode))
