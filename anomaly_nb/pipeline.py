@@ -69,7 +69,7 @@ class ModelConfig:
                  pool:int|str|None=None, # CNN features: local average window (1: none; None: 3). DINOv2: image feature 'cls' or 'mean'
                  detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', 'adaptor', or a PyOD model 'pyod.<module>.<Class>'
                  options:dict|None=None, # the detector's own options, e.g. {'k': 3, 'bank': 'coreset'}
-                 size:int|tuple=256, # input size in pixels: one side, or (height, width)
+                 size:int|tuple=320, # input size in pixels: one side, or (height, width)
                  resize:str='box', # 'box' keeps the aspect ratio and the network sees the image alone, its grid relative to the image; 'pad' feeds the padded square (padding left out of scores); 'stretch' fills the square
                  aspect_crops:bool=True, # with resize='box' and training images of different shapes: fit on a crop of random aspect of each too
                  pooled:bool=False, # one feature vector per image: image scores only, no maps

@@ -1,6 +1,6 @@
 """An exported model scores like the torch pipeline on real defects (issue #20).
 
-The default model (PaDiM, tf_efficientnet_lite0 with ImageNet weights, 256 px, aspect ratio kept,
+The default model (PaDiM, tf_efficientnet_lite0 with ImageNet weights, 320 px, aspect ratio kept,
 resize='box': the network on each image's own box) is fitted on Magnetic Tile's train/good with a
 threshold from 10 % held out, saved, exported to ONNX from its folder (a graph with free box sizes,
 whose convolutions pad 'same'), and both score all 673 test images, of many box sizes: the exported

@@ -34,8 +34,7 @@ def test_detector_on_magnetic_tile(name, magnetic_tile, effnet_weights, capsys):
     table, pred = model.fit(magnetic_tile).evaluate(magnetic_tile)
     with capsys.disabled():
         print(f"\n{name} on magnetic_tile (tf_efficientnet_lite0, ImageNet weights)\n{table.round(3).to_string()}")
-    size = DETECTORS[name].get("size", 256)
-    assert len(pred.samples) == 673 and pred.maps.shape == (673, size, size)
+    assert len(pred.samples) == 673 and pred.maps.shape == (673, *model.config.size)
     row = table.loc["all"]
     for metric, floor in (DEFAULT_FLOORS if name == "padim" else FLOORS).items():
         assert row[metric] > floor, f"{name}: {metric} {row[metric]:.3f} below floor {floor}"

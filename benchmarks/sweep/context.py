@@ -74,19 +74,28 @@ def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:b
 
 SETS = ['mt', 'mt-large', 'demo', 'mt-test']
 
+def set_name(name:str)->str:
+    "`name` when it is one of `SETS`, optionally with '@seed' (another split of `mt`/`mt-large`, another demo data set)."
+    base, _, seed = name.partition('@')
+    if base not in SETS or (seed and (not seed.isdigit() or base == 'mt-test')):
+        raise argparse.ArgumentTypeError(f"{name!r}: expected one of {SETS}, the first three optionally with @seed (e.g. mt@1)")
+    return name
+
 def load_set(name:str, shared:Path, cache:Path)->tuple:
-    "(what to fit on, samples to score) of one of `SETS` (see the module's text)."
+    "(what to fit on, samples to score) of one of `SETS`, '@seed' picking another split or demo data (see the module's text)."
+    name, _, seed = name.partition('@')
+    seed = int(seed or 0)
     category = shared / 'data' / 'magnetic_tile' / 'magnetic_tile'
-    if name in ('mt', 'mt-large'): return synthetic_split(category, large=name == 'mt-large')
+    if name in ('mt', 'mt-large'): return synthetic_split(category, seed=seed, large=name == 'mt-large')
     if name == 'mt-test': return category, evaluation_samples(category)
-    root = cache / 'demo'
-    if not root.exists(): make_synthetic_category(root, seed=0)
+    root = cache / ('demo' if not seed else f'demo_{seed}')
+    if not root.exists(): make_synthetic_category(root, seed=seed)
     return root, evaluation_samples(root)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=SETS)
+    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], type=set_name)
     p.add_argument('--relative-maps', action='store_true', help='also score each variant with maps less their median')
     p.add_argument('--variants', default='[[null,1,{}]]', help='JSON list of [channels or null, factor, ModelConfig settings]')
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))

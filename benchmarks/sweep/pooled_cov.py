@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from context import SETS, load_set, table
+from context import SETS, load_set, set_name, table
 from anomaly_nb.pipeline import build_model
 from anomaly_nb.statistics import Moments, PositionalGaussianDetector, _moved, moments_of
 
@@ -71,7 +71,7 @@ def _fit(self:PositionalGaussianDetector, X:np.ndarray):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], choices=SETS)
+    p.add_argument('--sets', nargs='+', default=['mt', 'demo'], type=set_name)
     p.add_argument('--radii', type=int, nargs='+', default=[0, 1])
     p.add_argument('--modes', nargs='+', default=['cov'], choices=['cov', 'all'])
     p.add_argument('--fit-counts', type=int, nargs='+', default=[0], help='fit on a seeded subset of this many images (0: all)')

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from context import SETS, load_set  # the same selection sets (this folder is on the path when run as a script)
+from context import SETS, load_set, set_name  # the same selection sets (this folder is on the path when run as a script)
 from anomaly_nb.images import image_part
 from anomaly_nb.metrics import metrics_table
 from anomaly_nb.pipeline import build_model
@@ -37,7 +37,7 @@ def report(name:str, variant:str, ref, masks:list, maps:list):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--shared', type=Path, default=Path(os.environ.get('ANOMALY_NB_SHARED', Path(__file__).resolve().parents[3] / 'shared')))
-    p.add_argument('--sets', nargs='+', default=['demo', 'mt'], choices=SETS, help="as `context.py`'s")
+    p.add_argument('--sets', nargs='+', default=['demo', 'mt'], type=set_name, help="as `context.py`'s")
     p.add_argument('--sizes', nargs='+', type=int, default=[256, 128, 192], help='input sizes; the first is the reference frame')
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))
     a = p.parse_args()
