@@ -2,7 +2,7 @@
 
     python benchmarks/calibration.py [--shared ../shared] [--cache /tmp/orientation] [--seeds 5] [--fpr 0.01] [--resize box]
 
-The default model (PaDiM, aspect kept, 256 px, offline ImageNet weights; `--resize` chooses the geometry, the library's
+The default model (PaDiM, aspect kept, the default input size, offline ImageNet weights; `--resize` chooses the geometry, the library's
 default when not given) is fitted as `fit(holdout=0.1)` fits it (with `'box'`, on the fitted images and one crop of
 random aspect of each, keyed by the split's seed): a seeded 10 % of train/good (67 images) is held out, the detector is fitted on the other 600, and the held-out
 images' scores set the threshold. For each of `--seeds` splits, every threshold rule is applied to the same held-out

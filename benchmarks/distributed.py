@@ -2,7 +2,7 @@
 
     python benchmarks/distributed.py [--images 256] [--repeats 3] [--workers 1 2] [--no-knn] [--fit-holdout none]
 
-The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights, 256 px) is fitted on magnetic_tile's
+The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights, the default input size) is fitted on magnetic_tile's
 667 train/good images in this process, then:
 
 1. predict: images/s writing maps, overlays and scores.csv for N test images (cycled), median of R runs into fresh
@@ -15,8 +15,8 @@ The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights
    32 images, no held-out images), interleaved rounds, and how far the results are apart. With `--fit-holdout none`
    both fits set the threshold from out-of-fold scores of all the images (5 folds, the command line's default): the
    thresholds are compared too.
-3. merge: one `Moments.merge` of two default-size parts (1,024 positions x 152 channels), a part's pickled size, and
-   `fit_moments` (1,024 eigendecompositions) from the merged moments.
+3. merge: one `Moments.merge` of two default-size parts (one per grid position: 1,600 positions x 152 channels at 320 px), a
+   part's pickled size, and `fit_moments` (an eigendecomposition per position) from the merged moments.
 4. kNN (128 px, coreset bank of 10,000): one coreset in one process against the coreset of per-shard coresets on 2
    workers: the coverage (distance from a sample of 20,000 training patches to their nearest bank vector: what the
    greedy coreset minimises), image AUROC on the 673 test images, and the rank correlation of the two models' scores.
@@ -153,10 +153,11 @@ def main():
     from anomaly_nb.statistics import PositionalGaussianDetector
     t0 = time.perf_counter(); merged.merge(merged); merge_s = time.perf_counter() - t0
     t0 = time.perf_counter(); blob = pickle.dumps(merged, protocol=5); pickle_s = time.perf_counter() - t0
-    t0 = time.perf_counter(); PositionalGaussianDetector().fit_moments(merged, 152); fitm_s = time.perf_counter() - t0
-    print(f"\n## Merge (1,024 positions x 152 channels, float64)\n")
+    P, d = merged.shape
+    t0 = time.perf_counter(); PositionalGaussianDetector().fit_moments(merged, d); fitm_s = time.perf_counter() - t0
+    print(f"\n## Merge ({P:,} positions x {d} channels, float64)\n")
     print(f"| step | value |\n|---|---|\n| one part, pickled | {len(blob) / 2**20:.0f} MB |\n| pickling it | {pickle_s:.2f} s |\n"
-          f"| one `Moments.merge` | {merge_s:.2f} s |\n| `fit_moments` from the merged moments (1,024 eigh) | {fitm_s:.2f} s |")
+          f"| one `Moments.merge` | {merge_s:.2f} s |\n| `fit_moments` from the merged moments ({P:,} eigh) | {fitm_s:.2f} s |")
     if a.knn:
         print(f"\n## kNN: one coreset vs a coreset of per-shard coresets (128 px, bank 10,000)\n")
         print('| bank | fit s | coverage: mean / p99 / max distance of 20,000 training patches | image AUROC | Spearman with one process |')

@@ -5,7 +5,7 @@
 
 Run on demand; CI never runs it. Prints markdown tables. How it measures:
 
-- The model is the default configuration (PaDiM, tf_efficientnet_lite0, 256 px, resize='pad'), fitted
+- The model is the default configuration (PaDiM, tf_efficientnet_lite0, `ModelConfig`'s size and resize), fitted
   on all of train/good with 10 % held out for the threshold (or --model, a saved folder), saved, and
   exported to ONNX (and to OpenVINO IR when `openvino` is installed) with `export.export_model`.
 - The same --n-images test images (evenly spaced through test/) for every row, with --threads threads

@@ -2,7 +2,7 @@
 
     python benchmarks/orientation.py [--shared ../shared] [--cache /tmp/orientation] [--data demo magnetic_tile]
 
-The default model (PaDiM, aspect kept by padding, 256 px, offline ImageNet weights of `tf_efficientnet_lite0`) is
+The default model (PaDiM at the default input size, offline ImageNet weights of `tf_efficientnet_lite0`; geometry per variant) is
 fitted on the good training images of each data set and scores good images of both orientations: for the demo, the
 sample category `anomaly-nb demo` makes (seed 0, fitted on the 54 images the demo fits on; 58 of its 60 training
 images are landscape): its 6 held-out and 20 test good images, plus the good images of four more seeds of the same generator, so that there are enough portrait ones to count; for magnetic_tile, the 285 good

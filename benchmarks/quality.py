@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from anomaly_nb.pipeline import evaluate
+from anomaly_nb.pipeline import ModelConfig, evaluate
 
 TUNE, HELD = ('blowhole', 'crack', 'fray'), ('break', 'uneven')
 
+_DEFAULT = ModelConfig()
+_AT = f"{_DEFAULT.resize}, {_DEFAULT.size[0]} px"  # the geometry every row below keeps unless it says otherwise
 CONFIGS = {  # name: (description, build_model keyword arguments)
-    'default': ("PaDiM, aspect kept (pad), 256 px", {}),
-    'default-320': ("PaDiM, aspect kept (pad), 320 px", dict(size=320, sigma=5.0)),
-    'stretch': ("PaDiM, stretched to 256×256 (earlier default)", dict(resize='stretch')),
-    'knn': ("kNN k=1, full bank, FAISS IVF, pad", dict(detector='knn', bank=None, index='ivf')),
-    'gaussian': ("one Gaussian for all patches, pad", dict(detector='gaussian')),
-    'lunar': ("LUNAR on a 5k coreset sample, pad", dict(detector='lunar', sample='coreset', max_samples=5_000)),
+    'default': (f"PaDiM, the default ({_AT})", {}),
+    'default-320': (f"PaDiM, 320 px, blur sigma 5 ({_DEFAULT.resize})", dict(size=320, sigma=5.0)),
+    'stretch': (f"PaDiM, stretched to {_DEFAULT.size[0]} px square (an earlier default)", dict(resize='stretch')),
+    'knn': (f"kNN k=1, full bank, FAISS IVF, {_AT}", dict(detector='knn', bank=None, index='ivf')),
+    'gaussian': (f"one Gaussian for all patches, {_AT}", dict(detector='gaussian')),
+    'lunar': (f"LUNAR on a 5k coreset sample, {_AT}", dict(detector='lunar', sample='coreset', max_samples=5_000)),
 }
 
 def run(name:str, category:Path, weights:Path)->pd.DataFrame:

@@ -60,6 +60,10 @@ def table(pred, relative:bool=False):
     masks = [image_part(m, v) for m, v in zip(pred.masks, pred.valid)]
     return metrics_table(pred.labels, pred.scores, masks, maps, pred.classes)
 
+def row_of(t)->dict:
+    "{class: [image AUROC, pooled pixel AUROC, PRO]} of a metrics table, rounded: the JSON lines the sweeps print."
+    return {c: [round(float(v), 3) for v in t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']]] for c in t.index}
+
 def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:bool=False, **settings):
     CONTEXT.update(channels=channels, factor=factor)
     t0 = time.perf_counter()
@@ -67,8 +71,7 @@ def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:b
     fit_s = time.perf_counter() - t0
     pred = model.predict(val)
     for relative in [False, True][:1 + relative_maps]:
-        t = table(pred, relative)
-        row = {c: [round(float(v), 3) for v in t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']]] for c in t.index}
+        row = row_of(table(pred, relative))
         print(json.dumps({'set': name, 'channels': channels, 'factor': factor, 'settings': settings, 'relative_maps': relative,
                           'fit_s': round(fit_s), **row}), flush=True)
 

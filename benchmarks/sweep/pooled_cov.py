@@ -17,48 +17,32 @@ scored; `mt-large`, the same split with large regions of changed texture; `demo`
 all) to see the small-data case. Prints one JSON line per set, count, radius and mode.
 """
 import argparse, json, os, sys, time
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from context import SETS, load_set, set_name, table
+from context import load_set, row_of, set_name, table
 from anomaly_nb.pipeline import build_model
-from anomaly_nb.statistics import Moments, PositionalGaussianDetector, _moved, moments_of
+from anomaly_nb.statistics import Moments, PositionalGaussianDetector, moments_of
 
 POOL = {'radius': 0, 'mode': 'cov'}
 
-def box_sum(a:np.ndarray, h:int, w:int, r:int)->np.ndarray:
-    "Sum of (P, ...) per-position arrays over each position's (2r+1)^2 grid neighbourhood, edges replicated."
-    g = a.reshape(h, w, *a.shape[1:])
-    pad = np.pad(g, [(r, r), (r, r)] + [(0, 0)] * (a.ndim - 1), mode='edge')
-    out = np.zeros_like(g)
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1): out += pad[dy:dy + h, dx:dx + w]
-    return out.reshape(a.shape)
+def neighbours(m:Moments, r:int)->list[Moments]:
+    "For each of the (2r+1)^2 offsets, the moments of every position's neighbour at that offset (grid edges replicated)."
+    P = m.shape[0]; h = w = int(round(P ** 0.5)); assert h * w == P, f"square grids only here, got {P} positions"
+    grid = lambda a: np.pad(a.reshape(h, w, *a.shape[1:]), [(r, r), (r, r)] + [(0, 0)] * (a.ndim - 1), mode='edge')
+    g = [grid(a) for a in (m.mean, m.scatter, m.m3, m.m4)]
+    return [Moments(m.n, *(a[dy:dy + h, dx:dx + w].reshape(P, *a.shape[2:]) for a in g))
+            for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
 
 def pooled(m:Moments, r:int, mode:str)->Moments:
-    "Moments of each position's neighbourhood: `cov` keeps the own mean, `all` pools the mean too."
-    P = m.shape[0]; h = w = int(round(P ** 0.5)); assert h * w == P, f"square grids only here, got {P} positions"
-    k = (2 * r + 1) ** 2
-    if mode == 'cov':  # within-position sums: each neighbour about its own mean
-        return Moments(m.n * k, m.mean, box_sum(m.scatter, h, w, r), box_sum(m.m3, h, w, r), box_sum(m.m4, h, w, r))
-    # all rows of the neighbourhood about their common mean: shift each neighbour's sums to it (Moments.merge's algebra)
-    mean = box_sum(m.mean, h, w, r) / k
-    g = lambda a: np.pad(a.reshape(h, w, *a.shape[1:]), [(r, r), (r, r)] + [(0, 0)] * (a.ndim - 1), mode='edge')
-    gm, gS, g3, g4 = g(m.mean), g(m.scatter), g(m.m3), g(m.m4)
-    mean_g = mean.reshape(h, w, -1)
-    S, q, f = np.zeros_like(m.scatter).reshape(h, w, *m.scatter.shape[1:]), np.zeros((h, w, m.shape[1])), np.zeros((h, w))
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            sub = Moments(m.n, gm[dy:dy + h, dx:dx + w].reshape(P, -1), gS[dy:dy + h, dx:dx + w].reshape(P, *m.scatter.shape[1:]),
-                          g3[dy:dy + h, dx:dx + w].reshape(P, -1), g4[dy:dy + h, dx:dx + w].reshape(P))
-            dl = mean - sub.mean
-            q3, q4 = _moved(sub, dl)
-            S += (sub.scatter + m.n * dl[:, :, None] * dl[:, None, :]).reshape(S.shape)
-            q += q3.reshape(q.shape); f += q4.reshape(f.shape)
-    return Moments(m.n * k, mean, S.reshape(m.scatter.shape), q.reshape(m.m3.shape), f.reshape(P))
+    "Moments of each position's neighbourhood: `cov` keeps the own mean (sums about each neighbour's own mean), `all` pools the mean too."
+    subs = neighbours(m, r)
+    if mode == 'all': return reduce(Moments.merge, subs)  # all rows of the neighbourhood about their common mean, exactly
+    return Moments(m.n * len(subs), m.mean, *(sum(getattr(x, k) for x in subs) for k in ('scatter', 'm3', 'm4')))
 
 def _fit(self:PositionalGaussianDetector, X:np.ndarray):
     "PaDiM's fit through its moments, pooled as POOL says (radius 0: the library's fit, up to round-off)."
@@ -96,8 +80,7 @@ def main():
                     else:
                         model.detector.fit(model.detector.train_)
                     fit_s = time.perf_counter() - t0
-                    t = table(model.predict(val))
-                    row = {c: [round(float(v), 3) for v in t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']]] for c in t.index}
+                    row = row_of(table(model.predict(val)))
                     print(json.dumps({'set': s, 'images': len(fit), 'radius': r, 'mode': mode, 'fit_s': round(fit_s, 1), **row}), flush=True)
 
 if __name__ == '__main__':

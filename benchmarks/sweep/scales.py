@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from context import SETS, load_set, set_name  # the same selection sets (this folder is on the path when run as a script)
+from context import load_set, row_of, set_name  # the same selection sets (this folder is on the path when run as a script)
 from anomaly_nb.images import image_part
 from anomaly_nb.metrics import metrics_table
 from anomaly_nb.pipeline import build_model
@@ -30,8 +30,7 @@ def parts(pred)->list[np.ndarray]:
     return [image_part(m, v) for m, v in zip(pred.maps, pred.valid)]
 
 def report(name:str, variant:str, ref, masks:list, maps:list):
-    t = metrics_table(ref.labels, np.array([m.max() for m in maps]), masks, maps, ref.classes)
-    row = {c: [round(float(v), 3) for v in t.loc[c, ['image_auroc', 'pixel_auroc', 'pro']]] for c in t.index}
+    row = row_of(metrics_table(ref.labels, np.array([m.max() for m in maps]), masks, maps, ref.classes))
     print(json.dumps({'set': name, 'variant': variant, **row}), flush=True)
 
 def main():
