@@ -3,6 +3,7 @@
     python benchmarks/fit_time.py --shared ../shared [--repeats 1]
     python benchmarks/fit_time.py --shared ../shared --repeats 3 --compare-with /tmp/old   # this code against an older checkout
     python benchmarks/fit_time.py --shared ../shared --repeats 3 --sizes 256 320   # input sizes: fit, predict, state
+    python benchmarks/fit_time.py --shared ../shared --repeats 3 --settings '[{"layers": ["blocks.2", "blocks.4"]}, {}]'   # any settings
 
 The default model (PaDiM, resize='box', offline ImageNet weights of tf_efficientnet_lite0) is fitted on all 667 good
 training images three ways, interleaved in each round: without a threshold (`holdout=0`), with a held-out tenth
@@ -47,26 +48,26 @@ def compare(old:Path, data:Path, weights:str, repeats:int):
 SIZED = """import json, sys, time
 from anomaly_nb.data import mvtec_samples
 from anomaly_nb.pipeline import build_model
-m = build_model(weights=sys.argv[2], size=int(sys.argv[3]), progress=False).fit(sys.argv[1], holdout=None)
+m = build_model(weights=sys.argv[2], progress=False, **json.loads(sys.argv[3])).fit(sys.argv[1], holdout=None)
 test = mvtec_samples(sys.argv[1])['test']
 t0 = time.perf_counter(); pred = m.predict(test); pred_s = time.perf_counter() - t0
 _, arrays = m.detector.get_state()
 print(json.dumps(dict(fit_s=m.fit_s, per_image_s=pred_s / len(test), state_mb=sum(a.nbytes for a in arrays.values()) / 1e6)))"""
 
-def sizes(sizes:list, data:Path, weights:str, repeats:int):
-    "Fit (5 folds) and predict time of the default model at each input size, each run in its own process, alternating."
-    got = {s: [] for s in sizes}
+def settings(variants:dict, data:Path, weights:str, repeats:int):
+    "Fit (5 folds) and predict time of the default model with each variant's settings, each run in its own process, alternating."
+    got = {k: [] for k in variants}
     for _ in range(repeats):
-        for s in sizes:
-            out = subprocess.run([sys.executable, '-c', SIZED, str(data), weights, str(s)], capture_output=True, text=True)
-            if out.returncode: raise SystemExit(f"the run at {s} px failed:\n{out.stderr[-2000:]}")
-            got[s].append(json.loads(out.stdout.strip().splitlines()[-1])); print(f"{s} px: {got[s][-1]}", flush=True)
+        for k, v in variants.items():
+            out = subprocess.run([sys.executable, '-c', SIZED, str(data), weights, json.dumps(v)], capture_output=True, text=True)
+            if out.returncode: raise SystemExit(f"the run with {k} failed:\n{out.stderr[-2000:]}")
+            got[k].append(json.loads(out.stdout.strip().splitlines()[-1])); print(f"{k}: {got[k][-1]}", flush=True)
     med = {s: {k: float(np.median([g[k] for g in v])) for k in v[0]} for s, v in got.items()}
-    base = med[sizes[0]]
+    base = med[next(iter(variants))]
     print(f"\nmedian of {repeats} round(s); fit = all 667 good images with the 5-fold threshold, predict = the 673 test images\n")
-    print("| input | fit s | ratio | predict s / image | ratio | detector state MB | ratio |\n|---|---|---|---|---|---|---|")
+    print("| settings | fit s | ratio | predict s / image | ratio | detector state MB | ratio |\n|---|---|---|---|---|---|---|")
     for s, m in med.items():
-        print(f"| {s} px | {m['fit_s']:.1f} | {m['fit_s'] / base['fit_s']:.2f} | {m['per_image_s']:.3f} | {m['per_image_s'] / base['per_image_s']:.2f} | "
+        print(f"| {s} | {m['fit_s']:.1f} | {m['fit_s'] / base['fit_s']:.2f} | {m['per_image_s']:.3f} | {m['per_image_s'] / base['per_image_s']:.2f} | "
               f"{m['state_mb']:.0f} | {m['state_mb'] / base['state_mb']:.2f} |")
 
 def main():
@@ -75,11 +76,13 @@ def main():
     p.add_argument('--repeats', type=int, default=1)
     p.add_argument('--compare-with', type=Path, help='a checkout of an older commit: time its default fit against this one')
     p.add_argument('--sizes', type=int, nargs='+', help='time fit and predict of the default model at these input sizes instead (the first is the base)')
+    p.add_argument('--settings', type=json.loads, help='the same for a JSON list of ModelConfig settings ({} = the default; the first is the base)')
     a = p.parse_args()
     data = a.shared / 'data' / 'magnetic_tile' / 'magnetic_tile'
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     if a.compare_with: return compare(a.compare_with, data, weights, a.repeats)
-    if a.sizes: return sizes(a.sizes, data, weights, a.repeats)
+    if a.sizes: return settings({f'{s} px': {'size': s} for s in a.sizes}, data, weights, a.repeats)
+    if a.settings: return settings({json.dumps(v) if v else 'default': v for v in a.settings}, data, weights, a.repeats)
     from anomaly_nb.pipeline import build_model
     ways = {'no threshold (holdout=0)': 0.0, 'held-out tenth (holdout=0.1)': 0.1, '5 folds (holdout=None, the default)': None}
     secs, load0 = {k: [] for k in ways}, os.getloadavg()[0]
