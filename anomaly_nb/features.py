@@ -23,7 +23,8 @@ from .images import boxes_by_size
 __all__ = ['CPU_BATCH_SIZE', 'GPU_BATCH_SIZE', 'CPU_STREAMS', 'STREAM_SWITCH_S', 'WEIGHT_SUFFIXES', 'default_batch_size',
            'default_streams', 'torch_threads', 'gil_switch', 'in_streams', 'WeightsError', 'resolve_weights_file',
            'load_timm_model', 'feature_layers', 'node_names', 'default_layers', 'n_images', 'gather_batches',
-           'FeatureExtractor', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor', 'box_features', 'get_extractor']
+           'FeatureExtractor', 'layer_strides', 'pool_factors', 'TimmFeatureExtractor', 'Dinov2FeatureExtractor',
+           'box_features', 'get_extractor']
 
 # %% ../nbs/01_features.ipynb #99cb05f0
 CPU_BATCH_SIZE = 4   # images per forward pass on a CPU: see benchmarks/features.py
@@ -148,8 +149,8 @@ def node_names(model:nn.Module)->list[str]:
     from timm.models import get_graph_node_names
     return get_graph_node_names(model)[1]
 
-def default_layers(model:nn.Module, strides:tuple=(8, 16))->list[str]:
-    "The last stage output at each of `strides` (PatchCore takes strides 8 and 16)."
+def default_layers(model:nn.Module, strides:tuple=(4, 8, 16))->list[str]:
+    "The last stage output at each of `strides` (PatchCore takes 8 and 16; the stride-4 stage adds fine detail)."
     stages = feature_layers(model)
     layers = [[s['module'] for s in stages if s['stride'] == st][-1:] for st in strides]
     if not all(layers): raise ValueError(f"model has no stages at strides {strides}: {stages}")
@@ -236,13 +237,31 @@ class FeatureExtractor(nn.Module):
         return gather_batches((f for _, f in batches), n_images(loader))
 
 # %% ../nbs/01_features.ipynb #e041391e
+def layer_strides(body:nn.Module, # returns a dict of feature maps for a (1, 3, H, W) image
+                  probe:int=128, # side of the blank image probed (a multiple of every stride)
+                 )->list[int]: # each output's stride in input pixels
+    "The stride of each output of a feature body, from one forward pass of a blank image."
+    weight = next(body.parameters(), None)  # probe where the body lives
+    blank = torch.zeros(1, 3, probe, probe, device=weight.device if weight is not None else 'cpu')
+    with torch.inference_mode(): outs = list(body(blank).values())
+    return [max(1, round(probe / o.shape[-1])) for o in outs]
+
+def pool_factors(strides:list[int], # each layer's stride
+                 grid_stride:int|None, # stride of the common grid; None: the finest layer's
+                )->list[int]: # averaging window (and step) per layer; 1 = none
+    "How many cells a side of each layer one grid cell averages: layers finer than the grid are averaged onto it."
+    if grid_stride is None: return [1] * len(strides)
+    grid = max(grid_stride, min(strides))  # no finer than the finest layer
+    return [max(1, grid // s) for s in strides]
+
 class TimmFeatureExtractor(FeatureExtractor):
-    "Patch features from one or more nodes of a timm CNN, pooled locally, upsampled to the finest grid and concatenated."
+    "Patch features from one or more nodes of a timm CNN, pooled locally, brought onto one grid and concatenated."
     def __init__(self,
                  model_name:str='tf_efficientnet_lite0', # timm model name
-                 layers:list[str]|None=None, # node names (see `node_names`); None: stages at strides 8 and 16
+                 layers:list[str]|None=None, # node names (see `node_names`); None: stages at strides 4, 8 and 16
                  weights:str|Path='pretrained', # 'pretrained', 'random', or a local weights file/folder
                  pool:int=3, # local average pooling window (1 = none)
+                 grid_stride:int|None=8, # stride of the feature grid: finer layers are averaged onto it; None: the finest layer's grid
                  device:str|None=None, # None: CUDA if available
                  channels_last:bool=True, # faster convolutions on CPU and recent GPUs
                  model:nn.Module|None=None, # an already-built timm model instead of `model_name`/`weights`
@@ -258,6 +277,10 @@ class TimmFeatureExtractor(FeatureExtractor):
         missing = [l for l in self.layers if l not in names and not any(n.startswith(l + '.') for n in names)]
         if missing: raise ValueError(f"{model_name} has no node(s) {missing}; see node_names(model), e.g. {default_layers(net)}")
         self.body = create_feature_extractor(net, return_nodes={l: l for l in self.layers}).eval()
+        if grid_stride is not None and (not isinstance(grid_stride, int) or grid_stride < 1):
+            raise ValueError(f"grid_stride must be a whole number of pixels (e.g. 8) or None, got {grid_stride!r}")
+        self.grid_stride, self.strides = grid_stride, layer_strides(self.body)
+        self.factors = pool_factors(self.strides, grid_stride)
         self.channels_last = channels_last
         if channels_last: self.body = self.body.to(memory_format=torch.channels_last)
         self.to(self.device)
@@ -267,9 +290,12 @@ class TimmFeatureExtractor(FeatureExtractor):
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         feats = list(self.body(x).values())
         if self.pool > 1: feats = [F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False) for f in feats]
+        feats = [f if r == 1 else F.avg_pool2d(f, r, stride=r, ceil_mode=True) for f, r in zip(feats, self.factors)]  # a partial last cell: its own mean
         size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
         feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode='bilinear', align_corners=False) for f in feats]
         return torch.cat(feats, 1).contiguous(memory_format=torch.channels_last)  # one row per patch is then a free view
+
+    def config(self)->dict: return dict(super().config(), grid_stride=self.grid_stride)
 
 # %% ../nbs/01_features.ipynb #0dce0a9a
 def _load_dinov2(name:str, weights:str|Path, config)->tuple[nn.Module, tuple, tuple]:

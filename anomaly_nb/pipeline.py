@@ -64,9 +64,10 @@ class ModelConfig:
     "Every setting of a model in one place: it builds the model, is saved with it, and gives the command line its options."
     def __init__(self,
                  backbone:str='tf_efficientnet_lite0', # timm model name, or a DINOv2 hub id such as 'facebook/dinov2-small'
-                 layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: the stages at strides 8 and 16
+                 layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: the stages at strides 4, 8 and 16
                  weights:str='pretrained', # 'pretrained' (hub download), 'random', or a local weights file or folder
                  pool:int|str|None=None, # CNN features: local average window (1: none; None: 3). DINOv2: image feature 'cls' or 'mean'
+                 grid_stride:int|None=8, # CNN features: stride of the feature grid in pixels; finer layers are averaged onto it (None: the finest layer's grid)
                  detector:str='padim', # 'padim', 'knn', 'gaussian', 'lunar', 'adaptor', or a PyOD model 'pyod.<module>.<Class>'
                  options:dict|None=None, # the detector's own options, e.g. {'k': 3, 'bank': 'coreset'}
                  size:int|tuple=320, # input size in pixels: one side, or (height, width)
@@ -91,6 +92,7 @@ class ModelConfig:
         self.backbone, self.weights, self.detector, self.options = str(backbone), str(weights), str(detector), options
         self.layers = None if layers is None else list(layers)
         self.pool, self.size, self.resize, self.pooled, self.aspect_crops = pool, as_size(size), resize, bool(pooled), aspect_crops
+        self.grid_stride = _positive('grid_stride', grid_stride, whole=True)
         if max(self.size) > MAX_INPUT_SIDE: raise ValueError(f"size {size!r} is above {MAX_INPUT_SIDE} pixels a side: choose a smaller input size")
         self.sigma, self.topk = _positive('sigma', sigma, zero=True, none=False), _positive('topk', topk)
         if self.sigma > max(self.size) / 4: raise ValueError(f"sigma {sigma!r} blurs over more than a quarter of the {max(self.size)}-pixel input: "
@@ -139,6 +141,7 @@ def build_extractor(config:ModelConfig)->FeatureExtractor:
     "The feature extractor a configuration describes (random weights seeded with `config.seed`)."
     kw = dict(layers=config.layers, weights=config.weights, device=config.device)
     if config.pool is not None: kw['pool'] = config.pool
+    if 'dinov2' not in config.backbone.lower(): kw['grid_stride'] = config.grid_stride  # a DINOv2 grid has one stride (14 px)
     if config.weights != 'random': return get_extractor(config.backbone, **kw)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

@@ -22,7 +22,7 @@ __all__ = ['FORMAT', 'FORMAT_VERSION', 'LATER_SETTINGS', 'READS_VERSIONS', 'META
 
 # %% ../nbs/08_saving.ipynb #040d9b45
 FORMAT, FORMAT_VERSION = 'anomaly_nb.model', 2
-LATER_SETTINGS = dict(aspect_crops=True)  # settings added after version 2 was defined, with the value that changes nothing for a saved model
+LATER_SETTINGS = dict(aspect_crops=True, grid_stride=None)  # settings added after version 2 was defined, with the value that changes nothing for a saved model
 READS_VERSIONS = (1, 2)  # version 1 (before `ModelConfig`) is read and converted
 META_FILE, ARRAYS_FILE = 'model.json', 'arrays.safetensors'
 
