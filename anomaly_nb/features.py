@@ -258,9 +258,10 @@ class TimmFeatureExtractor(FeatureExtractor):
     "Patch features from one or more nodes of a timm CNN, pooled locally, brought onto one grid and concatenated."
     def __init__(self,
                  model_name:str='tf_efficientnet_lite0', # timm model name
-                 layers:list[str]|None=None, # node names (see `node_names`); None: stages at strides 4, 8 and 16
+                 layers:list[str]|None=None, # node names (see `node_names`); None: the stages at `default_strides`
                  weights:str|Path='pretrained', # 'pretrained', 'random', or a local weights file/folder
                  pool:int=3, # local average pooling window (1 = none)
+                 default_strides:tuple=(4, 8, 16), # the stages taken when `layers` is None
                  grid_stride:int|None=8, # stride of the feature grid: finer layers are averaged onto it; None: the finest layer's grid
                  device:str|None=None, # None: CUDA if available
                  channels_last:bool=True, # faster convolutions on CPU and recent GPUs
@@ -272,7 +273,7 @@ class TimmFeatureExtractor(FeatureExtractor):
         cfg = timm.data.resolve_model_data_config(net)
         super().__init__(cfg['mean'], cfg['std'], device)
         self.model_name, self.weights, self.pool = model_name, str(weights), pool
-        self.layers = list(layers) if layers else default_layers(net)
+        self.layers = list(layers) if layers else default_layers(net, tuple(default_strides))
         names = node_names(net)  # a module name selects the last node inside it, as in torchvision
         missing = [l for l in self.layers if l not in names and not any(n.startswith(l + '.') for n in names)]
         if missing: raise ValueError(f"{model_name} has no node(s) {missing}; see node_names(model), e.g. {default_layers(net)}")

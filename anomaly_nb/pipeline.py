@@ -26,9 +26,10 @@ from .layouts import Layout, load_layout, find_layouts
 from .thresholds import split_holdout, auto_folds, fold_indices, threshold_info, threshold_columns, check_holdout_fpr, rate_interval
 
 # %% auto #0
-__all__ = ['MAX_INPUT_SIDE', 'RUN_SETTINGS', 'to_rows', 'check_device', 'ModelConfig', 'build_extractor', 'build_detector',
-           'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval', 'split_settings', 'build_model',
-           'select_categories', 'long_table', 'evaluate', 'rate_interval', 'RESIZE_MODES']
+__all__ = ['MAX_INPUT_SIDE', 'RUN_SETTINGS', 'LAYER_STRIDES', 'PAIR_STRIDES', 'to_rows', 'check_device', 'ModelConfig',
+           'build_extractor', 'build_detector', 'Prediction', 'AnomalyModel', 'evaluation_samples', 'auroc_interval',
+           'split_settings', 'build_model', 'select_categories', 'long_table', 'evaluate', 'rate_interval',
+           'RESIZE_MODES']
 
 # %% ../nbs/05_pipeline.ipynb #549bbb86
 def to_rows(feats:np.ndarray, # (N, C, h, w) patch grids, or (N, C) image features
@@ -64,7 +65,7 @@ class ModelConfig:
     "Every setting of a model in one place: it builds the model, is saved with it, and gives the command line its options."
     def __init__(self,
                  backbone:str='tf_efficientnet_lite0', # timm model name, or a DINOv2 hub id such as 'facebook/dinov2-small'
-                 layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: the stages at strides 4, 8 and 16
+                 layers:list|None=None, # feature nodes (timm) or hidden-state indices (DINOv2); None: the stages at strides 4, 8 and 16 for PaDiM, 8 and 16 for the other detectors
                  weights:str='pretrained', # 'pretrained' (hub download), 'random', or a local weights file or folder
                  pool:int|str|None=None, # CNN features: local average window (1: none; None: 3). DINOv2: image feature 'cls' or 'mean'
                  grid_stride:int|None=8, # CNN features: stride of the feature grid in pixels; finer layers are averaged onto it (None: the finest layer's grid)
@@ -137,11 +138,15 @@ def __repr__(self:ModelConfig):
     return f"ModelConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict(True).items() if v != default[k])})"
 
 # %% ../nbs/05_pipeline.ipynb #825b215f
+LAYER_STRIDES = {'padim': (4, 8, 16)}  # stages per detector when `layers` is None: see "Default layers" below
+PAIR_STRIDES = (8, 16)  # PatchCore's pair, for every other detector
+
 def build_extractor(config:ModelConfig)->FeatureExtractor:
     "The feature extractor a configuration describes (random weights seeded with `config.seed`)."
     kw = dict(layers=config.layers, weights=config.weights, device=config.device)
     if config.pool is not None: kw['pool'] = config.pool
-    if 'dinov2' not in config.backbone.lower(): kw['grid_stride'] = config.grid_stride  # a DINOv2 grid has one stride (14 px)
+    if 'dinov2' not in config.backbone.lower():  # a DINOv2 grid has one stride (14 px)
+        kw.update(grid_stride=config.grid_stride, default_strides=LAYER_STRIDES.get(config.detector, PAIR_STRIDES))
     if config.weights != 'random': return get_extractor(config.backbone, **kw)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
