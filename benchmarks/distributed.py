@@ -15,7 +15,7 @@ The default model (PaDiM, tf_efficientnet_lite0 with the shared ImageNet weights
    32 images, no held-out images), interleaved rounds, and how far the results are apart. With `--fit-holdout none`
    both fits set the threshold from out-of-fold scores of all the images (5 folds, the command line's default): the
    thresholds are compared too.
-3. merge: one `Moments.merge` of two default-size parts (one per grid position: 1,600 positions x 152 channels at 320 px), a
+3. merge: one `Moments.merge` of two default-size parts (a matrix per grid position: 1,600 positions at 320 px), a
    part's pickled size, and `fit_moments` (an eigendecomposition per position) from the merged moments.
 4. kNN (128 px, coreset bank of 10,000): one coreset in one process against the coreset of per-shard coresets on 2
    workers: the coverage (distance from a sample of 20,000 training patches to their nearest bank vector: what the

@@ -45,7 +45,7 @@ def compare(old:Path, data:Path, weights:str, repeats:int):
     print(f"\nmedian of {repeats} round(s), holdout=None\n\n| code | fit s | ratio | threshold |\n|---|---|---|---|")
     for name, v in secs.items(): print(f"| {name} | {np.median(v):.1f} | {np.median(v) / base:.2f} | {sorted(thresholds[name])} |")
 
-SIZED = """import json, sys, time
+WITH_SETTINGS = """import json, sys, time
 from anomaly_nb.data import mvtec_samples
 from anomaly_nb.pipeline import build_model
 m = build_model(weights=sys.argv[2], progress=False, **json.loads(sys.argv[3])).fit(sys.argv[1], holdout=None)
@@ -59,7 +59,7 @@ def settings(variants:dict, data:Path, weights:str, repeats:int):
     got = {k: [] for k in variants}
     for _ in range(repeats):
         for k, v in variants.items():
-            out = subprocess.run([sys.executable, '-c', SIZED, str(data), weights, json.dumps(v)], capture_output=True, text=True)
+            out = subprocess.run([sys.executable, '-c', WITH_SETTINGS, str(data), weights, json.dumps(v)], capture_output=True, text=True)
             if out.returncode: raise SystemExit(f"the run with {k} failed:\n{out.stderr[-2000:]}")
             got[k].append(json.loads(out.stdout.strip().splitlines()[-1])); print(f"{k}: {got[k][-1]}", flush=True)
     med = {s: {k: float(np.median([g[k] for g in v])) for k in v[0]} for s, v in got.items()}

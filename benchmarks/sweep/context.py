@@ -36,24 +36,11 @@ from anomaly_nb.metrics import metrics_table
 from anomaly_nb.pipeline import build_model, evaluation_samples
 
 _patch_features = fm.TimmFeatureExtractor.patch_features
-CONTEXT = {'channels': None, 'factor': 1.0, 'onto_second': False}
-
-def onto_second_grid(self, x:torch.Tensor)->torch.Tensor:
-    "`patch_features` with the finest layer's features averaged onto the next finest layer's grid (e.g. stride 4 onto 8)."
-    x = self.normalize(x)
-    feats = list(self.body(x).values())
-    if self.pool > 1: feats = [F.avg_pool2d(f, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False) for f in feats]
-    sizes = sorted({tuple(f.shape[-2:]) for f in feats}, key=lambda s: s[0] * s[1])
-    size = sizes[-2] if len(sizes) > 1 else sizes[-1]
-    def onto(f):
-        if tuple(f.shape[-2:]) == size: return f
-        if f.shape[-2] > size[0]: return F.adaptive_avg_pool2d(f, size)
-        return F.interpolate(f, size=size, mode='bilinear', align_corners=False)
-    return torch.cat([onto(f) for f in feats], 1).contiguous(memory_format=torch.channels_last)
+CONTEXT = {'channels': None, 'factor': 1.0}
 
 def with_context(self, x:torch.Tensor)->torch.Tensor:
     "The library's patch features of a batch of boxes, with the brightness channels CONTEXT asks for appended."
-    f = (onto_second_grid if CONTEXT['onto_second'] else _patch_features)(self, x)
+    f = _patch_features(self, x)
     names = CONTEXT['channels']
     if not names: return f
     gray = x.to(f.device).float().mean(1, keepdim=True)
@@ -85,7 +72,7 @@ def run(name:str, fit, val, weights:str, channels, factor:float, relative_maps:b
     pred = model.predict(val)
     for relative in [False, True][:1 + relative_maps]:
         row = row_of(table(pred, relative))
-        print(json.dumps({'set': name, 'onto_second_grid': CONTEXT['onto_second'], 'channels': channels, 'factor': factor, 'settings': settings, 'relative_maps': relative,
+        print(json.dumps({'set': name, 'channels': channels, 'factor': factor, 'settings': settings, 'relative_maps': relative,
                           'fit_s': round(fit_s), **row}), flush=True)
 
 SETS = ['mt', 'mt-large', 'demo', 'mt-test']
@@ -114,11 +101,9 @@ def main():
     p.add_argument('--sets', nargs='+', default=['mt', 'demo'], type=set_name)
     p.add_argument('--relative-maps', action='store_true', help='also score each variant with maps less their median')
     p.add_argument('--variants', default='[[null,1,{}]]', help='JSON list of [channels or null, factor, ModelConfig settings]')
-    p.add_argument('--onto-second-grid', action='store_true', help="average the finest layer's features onto the next finest layer's grid")
     p.add_argument('--cache', type=Path, default=Path('/tmp/context'))
     a = p.parse_args()
     fm.TimmFeatureExtractor.patch_features = with_context
-    CONTEXT['onto_second'] = a.onto_second_grid
     weights = str(a.shared / 'weights' / 'tf_efficientnet_lite0.in1k.safetensors')
     for s in a.sets:
         fit, val = load_set(s, a.shared, a.cache)
